@@ -1,0 +1,135 @@
+"""Index generations on disk: write beside, fsync, then switch a pointer atomically.
+
+    ROOT/
+      CURRENT              name of the live generation ("gen-000007")
+      gen-000007/          manifest.json, vectors.faiss, store.sqlite
+      gen-000006/          the previous one, kept as a fallback
+      .lock                held by a writer
+
+A crash at any moment leaves CURRENT naming a complete generation: a new one is
+written under a temporary name, fsynced, renamed, and only then named in CURRENT
+(os.replace, then an fsync of the directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+POINTER = "CURRENT"
+_GEN_RE = re.compile(r"^gen-(\d{6,})$")
+
+
+def generation_name(number: int) -> str:
+    return f"gen-{number:06d}"
+
+
+def generation_number(path: Path) -> int | None:
+    m = _GEN_RE.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+def list_generations(root: Path) -> list[Path]:
+    """Complete generation directories, newest first."""
+    if not root.is_dir():
+        return []
+    gens = [p for p in root.iterdir() if p.is_dir() and generation_number(p) is not None]
+    return sorted(gens, key=lambda p: generation_number(p) or 0, reverse=True)
+
+
+def current(root: Path) -> Path | None:
+    """The generation named by the pointer, or None when there is none."""
+    pointer = root / POINTER
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    if not _GEN_RE.match(name):
+        return None
+    return root / name
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: Path) -> None:
+    for p in path.iterdir():
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    fsync_dir(path)
+
+
+@contextlib.contextmanager
+def writer_lock(root: Path) -> Iterator[None]:
+    """One writer at a time per index root (readers never take it)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def new_tmp_dir(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f".tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    path.mkdir()
+    return path
+
+
+def next_number(root: Path) -> int:
+    numbers = [generation_number(p) or 0 for p in list_generations(root)]
+    return max(numbers, default=0) + 1
+
+
+def commit(root: Path, tmp_dir: Path, number: int) -> Path:
+    """Move a fully written `tmp_dir` into place as generation `number` and point CURRENT at it."""
+    fsync_tree(tmp_dir)
+    final = root / generation_name(number)
+    os.rename(tmp_dir, final)
+    fsync_dir(root)
+    pointer_tmp = root / f".{POINTER}.tmp-{os.getpid()}"
+    with open(pointer_tmp, "w", encoding="utf-8") as f:
+        f.write(final.name + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(pointer_tmp, root / POINTER)
+    fsync_dir(root)
+    return final
+
+
+def clean_leftovers(root: Path) -> None:
+    """Remove temporary directories and pointer files left by a crashed writer."""
+    if not root.is_dir():
+        return
+    for p in root.iterdir():
+        if p.name.startswith(".tmp-") or p.name.startswith(f".{POINTER}.tmp-"):
+            logger.info("removing leftover %s from an interrupted write", p)
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
+def prune(root: Path, keep: int) -> None:
+    """Delete all but the newest `keep` generations; never the live one."""
+    live = current(root)
+    for p in list_generations(root)[max(keep, 1) :]:
+        if live is not None and p.name == live.name:
+            continue
+        shutil.rmtree(p, ignore_errors=True)

@@ -1,0 +1,49 @@
+"""manifest.json: what built an index generation, and the checksums that prove it intact."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from index.errors import IndexCorrupt
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+class FileEntry(BaseModel):
+    sha256: str
+    bytes: int
+
+
+class Manifest(BaseModel):
+    format_version: int = FORMAT_VERSION
+    generation: int = 0
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    model: str
+    dimension: int
+    normalized: bool = True
+    metric: str = "inner_product"
+    index_type: str = "flat"
+    tokenizer: str
+    chunking: dict[str, Any]
+    corpus_hash: str
+    n_documents: int
+    n_chunks: int
+    files: dict[str, FileEntry] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    build_seconds: float | None = None
+
+
+def read_manifest(directory: Path) -> Manifest:
+    path = directory / MANIFEST_NAME
+    try:
+        return Manifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError as exc:
+        raise IndexCorrupt(f"{path} is missing") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as exc:
+        raise IndexCorrupt(f"{path} is not a valid manifest: {exc}") from exc

@@ -1,0 +1,57 @@
+"""What the index stores: documents and their chunks."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A cleaned document. `text` is the text that chunk and citation offsets refer to."""
+
+    id: str
+    text: str
+    title: str = ""
+    date: str | None = None  # ISO 8601 date (YYYY-MM-DD) when known
+    url: str | None = None
+    source: str | None = None  # path or origin it was loaded from
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.title, self.date or "", self.text)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A span of a document: `document.text[start:end] == text`."""
+
+    id: str
+    doc_id: str
+    ordinal: int
+    start: int
+    end: int
+    text: str
+    n_tokens: int
+
+    @property
+    def vector_id(self) -> int:
+        return vector_id(self.id)
+
+
+def chunk_id(doc_id: str, ordinal: int) -> str:
+    return f"{doc_id}:{ordinal}"
+
+
+def vector_id(chunk_id: str) -> int:
+    """A stable 63-bit FAISS id derived from the chunk id, so ids never shift after deletes."""
+    digest = hashlib.blake2b(chunk_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & ((1 << 63) - 1)
+
+
+def content_hash(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()

@@ -1,0 +1,242 @@
+"""The chunk store: documents and chunks in one SQLite file, written once per generation.
+
+A generation's store is never modified after it is written, so readers open it
+read-only and immutable (no locks), one connection per thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from index.errors import IndexCorrupt, UnknownChunk, UnknownDocument
+from index.records import Chunk, Document
+
+SCHEMA = """
+CREATE TABLE documents (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    date TEXT,
+    url TEXT,
+    source TEXT,
+    text TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    n_chunks INTEGER NOT NULL
+);
+CREATE TABLE chunks (
+    vector_id INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    doc_id TEXT NOT NULL REFERENCES documents(id),
+    ordinal INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    n_tokens INTEGER NOT NULL
+);
+CREATE INDEX chunks_by_doc ON chunks(doc_id, ordinal);
+CREATE INDEX documents_by_date ON documents(date);
+"""
+
+_CHUNK_COLUMNS = 'id, doc_id, ordinal, start, "end", text, n_tokens'
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentSummary:
+    id: str
+    title: str
+    date: str | None
+    url: str | None
+    source: str | None
+    content_hash: str
+    n_chunks: int
+
+
+def write_store(path: Path, documents: Iterable[Document], chunks: Iterable[Chunk]) -> None:
+    """Write a new store file. `chunks` must belong to `documents`."""
+    chunks = list(chunks)
+    counts: dict[str, int] = {}
+    for c in chunks:
+        counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(SCHEMA)
+        conn.executemany(
+            "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                (
+                    d.id,
+                    d.title,
+                    d.date,
+                    d.url,
+                    d.source,
+                    d.text,
+                    d.content_hash,
+                    counts.get(d.id, 0),
+                )
+                for d in documents
+            ),
+        )
+        conn.executemany(
+            f"INSERT INTO chunks (vector_id, {_CHUNK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                (c.vector_id, c.id, c.doc_id, c.ordinal, c.start, c.end, c.text, c.n_tokens)
+                for c in chunks
+            ),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+class ChunkStore:
+    """Read-only access to a generation's store file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        try:
+            self._conn().execute("SELECT count(*) FROM chunks").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(f"chunk store {path} is unreadable: {exc}") from exc
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._local.conn = conn
+        return conn
+
+    # counts
+    def count_chunks(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    def count_documents(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM documents").fetchone()[0])
+
+    # chunks
+    def get_chunk(self, chunk_id: str) -> Chunk:
+        row = (
+            self._conn()
+            .execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id = ?", (chunk_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise UnknownChunk(chunk_id)
+        return Chunk(*row)
+
+    def chunks_by_vector_ids(self, vector_ids: list[int]) -> dict[int, Chunk]:
+        if not vector_ids:
+            return {}
+        marks = ",".join("?" * len(vector_ids))
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT vector_id, {_CHUNK_COLUMNS} FROM chunks WHERE vector_id IN ({marks})",
+                [int(v) for v in vector_ids],
+            )
+            .fetchall()
+        )
+        return {row[0]: Chunk(*row[1:]) for row in rows}
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE doc_id = ? ORDER BY ordinal", (doc_id,)
+            )
+            .fetchall()
+        )
+        return [Chunk(*row) for row in rows]
+
+    def neighbours(self, chunk: Chunk) -> tuple[str | None, str | None]:
+        """Ids of the chunks before and after `chunk` in its document."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT ordinal, id FROM chunks WHERE doc_id = ? AND ordinal IN (?, ?)",
+                (chunk.doc_id, chunk.ordinal - 1, chunk.ordinal + 1),
+            )
+            .fetchall()
+        )
+        by_ordinal = dict(rows)
+        return by_ordinal.get(chunk.ordinal - 1), by_ordinal.get(chunk.ordinal + 1)
+
+    def iter_chunks(self) -> Iterator[tuple[int, Chunk]]:
+        cursor = self._conn().execute(
+            f"SELECT vector_id, {_CHUNK_COLUMNS} FROM chunks ORDER BY doc_id, ordinal"
+        )
+        for row in cursor:
+            yield row[0], Chunk(*row[1:])
+
+    # documents
+    def get_document(self, doc_id: str) -> Document:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT id, text, title, date, url, source FROM documents WHERE id = ?", (doc_id,)
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise UnknownDocument(doc_id)
+        return Document(*row)
+
+    def get_summary(self, doc_id: str) -> DocumentSummary:
+        rows = self.summaries(ids=[doc_id])
+        if not rows:
+            raise UnknownDocument(doc_id)
+        return rows[0]
+
+    def summaries(
+        self, offset: int = 0, limit: int | None = None, ids: list[str] | None = None
+    ) -> list[DocumentSummary]:
+        sql = "SELECT id, title, date, url, source, content_hash, n_chunks FROM documents"
+        params: list[object] = []
+        if ids is not None:
+            sql += f" WHERE id IN ({','.join('?' * len(ids))})"
+            params.extend(ids)
+        sql += " ORDER BY id LIMIT ? OFFSET ?"
+        params.extend([-1 if limit is None else limit, offset])
+        return [DocumentSummary(*row) for row in self._conn().execute(sql, params)]
+
+    def document_hashes(self) -> dict[str, str]:
+        return dict(self._conn().execute("SELECT id, content_hash FROM documents").fetchall())
+
+    def vector_ids_where(
+        self,
+        doc_ids: list[str] | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+    ) -> list[int]:
+        """Vector ids of the chunks whose document passes the filters (dates are ISO strings)."""
+        clauses, params = [], []
+        if doc_ids is not None:
+            clauses.append(f"d.id IN ({','.join('?' * len(doc_ids))})")
+            params.extend(doc_ids)
+        if date_from is not None:
+            clauses.append("d.date >= ?")
+            params.append(date_from)
+        if date_to is not None:
+            clauses.append("d.date <= ?")
+            params.append(date_to)
+        where = " AND ".join(clauses) or "1"
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT c.vector_id FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                f"WHERE {where}",
+                params,
+            )
+            .fetchall()
+        )
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,309 @@
+"""The `rag` command line: build an index, ask, search and inspect it."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import BaseModel
+
+from rag.config import Settings
+
+logger = logging.getLogger("rag")
+
+
+def _settings(ctx: click.Context, index_path: Path | None = None, **overrides: Any) -> Settings:
+    settings: Settings = ctx.obj["settings"]
+    updates = {k: v for k, v in overrides.items() if v is not None}
+    if index_path is not None:
+        updates["index_path"] = index_path
+    return settings.model_copy(update=updates) if updates else settings
+
+
+def friendly_errors(func: Callable) -> Callable:
+    """Expected failures become one sentence and a non-zero exit, not a traceback."""
+    from rag import errors
+
+    expected = (
+        errors.IndexStoreError,
+        errors.InvalidQuestion,
+        errors.CorpusError,
+        errors.EmptyCorpus,
+        errors.ModelNotAvailable,
+    )
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except expected as exc:
+            raise click.ClickException(str(exc)) from exc
+        except errors.UnknownChunk as exc:
+            raise click.ClickException(f"no chunk or document with id {exc.args[0]!r}") from exc
+        except errors.UnknownDocument as exc:
+            raise click.ClickException(f"no document with id {exc.args[0]!r}") from exc
+
+    return wrapper
+
+
+def emit_json(value: BaseModel | list[BaseModel] | dict) -> None:
+    if isinstance(value, BaseModel):
+        click.echo(value.model_dump_json(indent=2))
+    elif isinstance(value, list):
+        click.echo(
+            json.dumps([v.model_dump(mode="json") for v in value], indent=2, ensure_ascii=False)
+        )
+    else:
+        click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+index_option = click.option(
+    "--index",
+    "index_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Index directory (default: $RAG_INDEX_PATH or .rag/index).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (the API's models).")
+k_option = click.option(
+    "--k", "k", type=int, default=None, help="Passages to retrieve (default 5)."
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """Ask questions of a folder of articles and get answers cited to the exact passage.
+
+    \b
+    Examples:
+      rag index                      # index the bundled corpus
+      rag index ~/articles           # index your own folder
+      rag ask "What minerals does the Chirchik center target?"
+      rag search "rare metals" --k 3
+      rag show 001_747dad745748a0c8:3
+    """
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    ctx.ensure_object(dict)
+    ctx.obj["settings"] = Settings()
+
+
+@main.command("index")
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@index_option
+@click.option("--model", default=None, help="sentence-transformers model name or path.")
+@click.option("--chunk-tokens", type=int, default=None, help="Maximum tokens per chunk.")
+@click.option("--chunk-overlap", type=int, default=None, help="Overlap between chunks, in tokens.")
+@click.option("--rebuild", is_flag=True, help="Re-embed everything instead of reusing vectors.")
+@json_option
+@click.pass_context
+@friendly_errors
+def index_command(
+    ctx: click.Context,
+    directory: Path | None,
+    index_path: Path | None,
+    model: str | None,
+    chunk_tokens: int | None,
+    chunk_overlap: int | None,
+    rebuild: bool,
+    as_json: bool,
+) -> None:
+    """Build or update the index of DIRECTORY (default: the bundled corpus).
+
+    The index then holds exactly the documents of DIRECTORY; unchanged documents keep
+    their embeddings.
+    """
+    from index import Index, IndexCorrupt, IndexMismatch, IndexNotFound
+    from rag.documents import load_corpus
+    from rag.embedding import Embedder
+    from rag.indexing import build_index
+
+    settings = _settings(
+        ctx, index_path, model=model, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap
+    )
+    directory = directory or settings.corpus_dir
+    documents = load_corpus(directory, max_file_bytes=settings.max_file_bytes)
+    base = None
+    if not rebuild:
+        try:
+            base = Index.load(settings.index_path, verify=settings.verify_checksums)
+        except IndexNotFound:
+            base = None
+        except (IndexCorrupt, IndexMismatch) as exc:
+            logger.warning("not reusing the existing index: %s", exc)
+    embedder = Embedder(settings.model, device=settings.device, batch_size=settings.batch_size)
+    _, report = build_index(settings, embedder, documents, base=base, replace_all=True)
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(
+        f"Indexed {report.n_documents} documents ({report.n_chunks} chunks) from {directory} "
+        f"into {report.path} in {report.seconds:.1f}s: {report.added} new, {report.changed} "
+        f"changed, {report.unchanged} unchanged, {report.removed} removed; "
+        f"{report.embedded_chunks} chunks embedded; {report.size_bytes / 1024:.0f} KiB."
+    )
+
+
+def _engine(settings: Settings):
+    from rag.engine import Engine
+
+    return Engine.load(settings)
+
+
+@main.command()
+@click.argument("question")
+@k_option
+@index_option
+@json_option
+@click.pass_context
+@friendly_errors
+def ask(
+    ctx: click.Context, question: str, k: int | None, index_path: Path | None, as_json: bool
+) -> None:
+    """Answer QUESTION from the index, citing the passages used."""
+    response = _engine(_settings(ctx, index_path)).ask(question, k=k)
+    if as_json:
+        emit_json(response)
+        return
+    if not response.answerable:
+        click.echo(
+            f"The indexed documents do not answer this (best evidence {response.confidence:.2f} "
+            f"is under the threshold)."
+        )
+        return
+    markers = "".join(f"[{c.id}]" for c in response.citations)
+    click.echo(_wrap(f"{response.answer} {markers}"))
+    click.echo()
+    for c in response.citations:
+        click.echo(f"[{c.id}] {c.title}")
+        click.echo(
+            f"    {c.doc_id}  chunk {c.chunk_id}  chars {c.start}-{c.end}  score {c.score:.2f}"
+        )
+        click.echo(_wrap(f'"{c.quote}"', indent="    "))
+
+
+@main.command()
+@click.argument("query")
+@k_option
+@index_option
+@json_option
+@click.pass_context
+@friendly_errors
+def search(
+    ctx: click.Context, query: str, k: int | None, index_path: Path | None, as_json: bool
+) -> None:
+    """Show the chunks retrieved for QUERY, with their scores."""
+    response = _engine(_settings(ctx, index_path)).search(query, k=k)
+    if as_json:
+        emit_json(response)
+        return
+    for p in response.passages:
+        click.echo(f"#{p.rank}  score {p.score:.3f}  {p.chunk_id}  chars {p.start}-{p.end}")
+        click.echo(f"    {p.title}")
+        click.echo(_wrap(p.text, indent="    ", width=100))
+        click.echo()
+
+
+@main.command()
+@click.argument("item_id")
+@index_option
+@json_option
+@click.pass_context
+@friendly_errors
+def show(ctx: click.Context, item_id: str, index_path: Path | None, as_json: bool) -> None:
+    """Show a chunk (by chunk id) or a document (by document id)."""
+    from index import UnknownChunk
+
+    engine = _engine(_settings(ctx, index_path))
+    try:
+        item: BaseModel = engine.chunk(item_id)
+    except UnknownChunk:
+        item = engine.document(item_id)
+    if as_json:
+        emit_json(item)
+        return
+    data = item.model_dump()
+    body = data.pop("text")
+    for key, value in data.items():
+        click.echo(f"{key}: {value}")
+    click.echo()
+    click.echo(body)
+
+
+@main.command()
+@index_option
+@click.option("--offset", type=int, default=0)
+@click.option("--limit", type=int, default=None)
+@json_option
+@click.pass_context
+@friendly_errors
+def docs(
+    ctx: click.Context, index_path: Path | None, offset: int, limit: int | None, as_json: bool
+) -> None:
+    """List the indexed documents: id, date, chunk count, title."""
+    documents = _engine(_settings(ctx, index_path)).documents(offset=offset, limit=limit)
+    if as_json:
+        emit_json(documents)
+        return
+    for d in documents:
+        click.echo(f"{d.id}  {d.date or '----------'}  {d.n_chunks:3d} chunks  {d.title}")
+
+
+@main.command()
+@index_option
+@json_option
+@click.pass_context
+@friendly_errors
+def stats(ctx: click.Context, index_path: Path | None, as_json: bool) -> None:
+    """Describe the index: model, chunking, counts, size, build time."""
+    from index import Index
+
+    settings = _settings(ctx, index_path)
+    # Reading the manifest needs no model.
+    from rag.indexing import directory_size
+    from rag.models import IndexStats
+
+    index = Index.load(settings.index_path, verify=settings.verify_checksums)
+    m = index.manifest
+    result = IndexStats(
+        path=str(index.path),
+        generation=m.generation,
+        model=m.model,
+        dimension=m.dimension,
+        index_type=m.index_type,
+        tokenizer=m.tokenizer,
+        chunking=m.chunking,
+        n_documents=m.n_documents,
+        n_chunks=m.n_chunks,
+        created=m.created,
+        build_seconds=m.build_seconds,
+        size_bytes=directory_size(index.path),
+    )
+    if as_json:
+        emit_json(result)
+        return
+    for key, value in result.model_dump().items():
+        click.echo(f"{key:14s} {value}")
+
+
+def _wrap(text: str, indent: str = "", width: int = 100) -> str:
+    return "\n".join(
+        textwrap.fill(p, width=width, initial_indent=indent, subsequent_indent=indent)
+        for p in text.split("\n")
+        if p.strip()
+    )
+
+
+if __name__ == "__main__":
+    main()

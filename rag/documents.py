@@ -1,0 +1,218 @@
+"""Load a folder of articles (.txt, .md, .html/.htm, .jsonl) into cleaned documents."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from index.records import Document
+from rag.cleaning import clean_article, parse_date
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".jsonl"})
+
+
+class EmptyCorpus(ValueError):
+    """A folder yielded no documents."""
+
+
+class CorpusError(ValueError):
+    """A corpus folder that cannot be read at all."""
+
+
+def load_corpus(directory: Path, *, max_file_bytes: int = 20_000_000) -> list[Document]:
+    """Every supported file under `directory` (recursively), cleaned. Files that cannot be
+    read are skipped with a warning naming them; no document at all is an error."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CorpusError(f"{directory} is not a folder")
+    documents: dict[str, Document] = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        for doc in load_file(path, root=directory, max_file_bytes=max_file_bytes):
+            if doc.id in documents:
+                logger.warning("skipping %s: document id %r is already taken", path, doc.id)
+                continue
+            documents[doc.id] = doc
+    if not documents:
+        kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
+        raise EmptyCorpus(f"no documents found in {directory} (looked for {kinds})")
+    return list(documents.values())
+
+
+def load_file(
+    path: Path, *, root: Path | None = None, max_file_bytes: int = 20_000_000
+) -> list[Document]:
+    """The documents in one file; [] with a warning when it is unsupported or unreadable."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        logger.warning("skipping %s: unsupported file type %r", path, suffix or "(none)")
+        return []
+    try:
+        size = path.stat().st_size
+        if size > max_file_bytes:
+            logger.warning(
+                "skipping %s: %d bytes is over the limit of %d", path, size, max_file_bytes
+            )
+            return []
+        raw = path.read_bytes()
+    except OSError as exc:
+        logger.warning("skipping %s: %s", path, exc)
+        return []
+    if b"\x00" in raw[:8192]:
+        logger.warning("skipping %s: binary content", path)
+        return []
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        logger.warning("skipping %s: not UTF-8 text", path)
+        return []
+    doc_id = document_id(path, root)
+    source = str(path)
+    if suffix == ".jsonl":
+        return list(parse_jsonl(content, default_id=doc_id, source=source))
+    if suffix in {".html", ".htm"}:
+        doc = parse_html(content, doc_id=doc_id, source=source)
+    elif suffix in {".md", ".markdown"}:
+        doc = parse_markdown(content, doc_id=doc_id, source=source)
+    else:
+        doc = parse_text(content, doc_id=doc_id, source=source)
+    if doc is None or not doc.text.strip():
+        logger.warning("skipping %s: no text after cleaning", path)
+        return []
+    return [doc]
+
+
+def document_id(path: Path, root: Path | None) -> str:
+    """The file stem; in a sub-folder, its relative path joined with '__' (ids stay URL-safe)."""
+    if root is not None:
+        try:
+            rel = path.relative_to(root).with_suffix("")
+            return "__".join(rel.parts)
+        except ValueError:
+            pass
+    return path.stem
+
+
+def parse_text(content: str, *, doc_id: str, source: str | None = None) -> Document:
+    cleaned = clean_article(content)
+    return Document(
+        id=doc_id, text=cleaned.text, title=cleaned.title, date=cleaned.date, source=source
+    )
+
+
+_FRONT_MATTER_RE = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
+_HEADING_RE = re.compile(r"^#{1,6}\s+", re.MULTILINE)
+
+
+def parse_markdown(content: str, *, doc_id: str, source: str | None = None) -> Document:
+    """Markdown: optional front matter (title, date), '#' markers dropped from headings."""
+    meta: dict[str, str] = {}
+    m = _FRONT_MATTER_RE.match(content.replace("\r\n", "\n"))
+    if m:
+        for line in m.group(1).splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                meta[key.strip().lower()] = value.strip().strip("\"'")
+        content = content.replace("\r\n", "\n")[m.end() :]
+    title = meta.get("title")
+    if title is None:
+        h1 = re.search(r"^#\s+(.+)$", content, re.MULTILINE)
+        title = h1.group(1).strip() if h1 else None
+    cleaned = clean_article(
+        _HEADING_RE.sub("", content), title=title, date_hint=parse_date(meta.get("date"))
+    )
+    return Document(
+        id=doc_id,
+        text=cleaned.text,
+        title=cleaned.title,
+        date=cleaned.date,
+        url=meta.get("url"),
+        source=source,
+    )
+
+
+def parse_html(content: str, *, doc_id: str, source: str | None = None) -> Document | None:
+    """HTML through trafilatura (main-content extraction; scripts, styles and navigation
+    dropped), with its title and date when it finds them."""
+    import trafilatura
+
+    extracted = trafilatura.bare_extraction(
+        content, with_metadata=True, include_comments=False, include_tables=True, favor_recall=True
+    )
+    if extracted is None or not (extracted.text or "").strip():
+        text = _html_to_text(content)
+        title, date_value, url = None, None, None
+    else:
+        text = extracted.text
+        title, date_value, url = extracted.title, extracted.date, extracted.url
+    cleaned = clean_article(text, title=title, date_hint=parse_date(date_value))
+    return Document(
+        id=doc_id, text=cleaned.text, title=cleaned.title, date=cleaned.date, url=url, source=source
+    )
+
+
+def _html_to_text(content: str) -> str:
+    """Fallback for pages too small for trafilatura: visible text only."""
+    import lxml.html
+    from lxml_html_clean import Cleaner
+
+    try:
+        tree = lxml.html.fromstring(content)
+    except Exception:  # lxml raises several types for hopeless input
+        return ""
+    tree = Cleaner(scripts=True, javascript=True, style=True, comments=True).clean_html(tree)
+    return "\n".join(t.strip() for t in tree.itertext() if t.strip())
+
+
+def parse_jsonl(content: str, *, default_id: str, source: str | None = None) -> Iterator[Document]:
+    """One `{"id", "title", "text", "date", "url"}` object per line; bad lines are skipped with
+    a warning naming their line number."""
+    for lineno, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            logger.warning("skipping %s line %d: invalid JSON (%s)", source, lineno, exc.msg)
+            continue
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            logger.warning('skipping %s line %d: no "text" string', source, lineno)
+            continue
+        doc = document_from_fields(obj, default_id=f"{default_id}-{lineno}", source=source)
+        if doc is None:
+            logger.warning("skipping %s line %d: no text after cleaning", source, lineno)
+            continue
+        yield doc
+
+
+def document_from_fields(
+    obj: dict, *, default_id: str, source: str | None = None
+) -> Document | None:
+    """A document from JSON fields (the .jsonl format and the HTTP API's JSON body)."""
+    raw_id = obj.get("id", obj.get("_id"))
+    doc_id = str(raw_id).strip() if raw_id not in (None, "") else default_id
+    title = (
+        obj.get("title") if isinstance(obj.get("title"), str) and obj.get("title").strip() else None
+    )
+    date_value = obj.get("date")
+    cleaned = clean_article(
+        str(obj.get("text", "")),
+        title=title,
+        date_hint=parse_date(str(date_value)) if date_value else None,
+    )
+    if not cleaned.text.strip():
+        return None
+    url = obj.get("url") if isinstance(obj.get("url"), str) else None
+    return Document(
+        id=doc_id, text=cleaned.text, title=cleaned.title, date=cleaned.date, url=url, source=source
+    )
+
+
+def corpus_hash(documents: Iterable[Document]) -> str:
+    from index.records import content_hash
+
+    return content_hash(*sorted(f"{d.id}:{d.content_hash}" for d in documents))
