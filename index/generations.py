@@ -67,7 +67,9 @@ def fsync_dir(path: Path) -> None:
 
 def fsync_tree(path: Path) -> None:
     for p in path.iterdir():
-        if p.is_file():
+        if p.is_dir():
+            fsync_tree(p)
+        elif p.is_file():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
     fsync_dir(path)

@@ -17,6 +17,7 @@ import numpy as np
 
 from index import generations, vectors
 from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
+from index.lexical import LexicalIndex
 from index.manifest import FORMAT_VERSION, MANIFEST_NAME, FileEntry, Manifest, read_manifest
 from index.records import Chunk, Document
 from index.store import ChunkStore, write_store
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 VECTORS_FILE = "vectors.faiss"
 STORE_FILE = "store.sqlite"
+LEXICAL_DIR = "bm25"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +46,19 @@ def sha256_file(path: Path) -> str:
 class Index:
     """One generation of the index, loaded for reading. Never modified once loaded."""
 
-    def __init__(self, path: Path, manifest: Manifest, faiss_index: faiss.Index, store: ChunkStore):
+    def __init__(
+        self,
+        path: Path,
+        manifest: Manifest,
+        faiss_index: faiss.Index,
+        store: ChunkStore,
+        lexical: LexicalIndex,
+    ):
         self.path = path
         self.manifest = manifest
         self.faiss_index = faiss_index
         self.store = store
+        self.lexical = lexical
 
     # loading
     @classmethod
@@ -96,9 +106,11 @@ class Index:
                 f"reads {FORMAT_VERSION}. Rebuild it with `rag index --rebuild`."
             )
         for name in (VECTORS_FILE, STORE_FILE):
-            entry = manifest.files.get(name)
+            if name not in manifest.files:
+                raise IndexCorrupt(f"the manifest of {path} does not list {name}")
+        for name, entry in manifest.files.items():
             file = path / name
-            if entry is None or not file.is_file():
+            if not file.is_file():
                 raise IndexCorrupt(f"{file} is missing")
             if file.stat().st_size != entry.bytes:
                 raise IndexCorrupt(
@@ -118,7 +130,12 @@ class Index:
             raise IndexCorrupt(
                 f"vector dimension {faiss_index.d} differs from the manifest's {manifest.dimension}"
             )
-        return cls(path, manifest, faiss_index, store)
+        lexical = LexicalIndex.load(path / LEXICAL_DIR)
+        if len(lexical) != n_chunks:
+            raise IndexCorrupt(
+                f"the BM25 index of {path} holds {len(lexical)} chunks, not {n_chunks}"
+            )
+        return cls(path, manifest, faiss_index, store, lexical)
 
     def check_compatible(self, *, model: str | None, dimension: int | None) -> None:
         m = self.manifest
@@ -166,6 +183,27 @@ class Index:
                 ]
             )
         return results
+
+    def search_lexical(
+        self, query: str, k: int, allowed_vector_ids: Sequence[int] | None = None
+    ) -> list[Hit]:
+        """Top-k chunks by BM25, best first; only chunks sharing a term with the query."""
+        if allowed_vector_ids is not None and len(allowed_vector_ids) == 0:
+            return []
+        ranked = self.lexical.search(query, k, allowed_vector_ids)
+        chunks = self.store.chunks_by_vector_ids([vid for vid, _ in ranked])
+        return [Hit(chunks[vid], score) for vid, score in ranked if vid in chunks]
+
+    def dense_scores(self, query_vector: np.ndarray, chunks: Sequence[Chunk]) -> np.ndarray:
+        """Exact inner products of `query_vector` with the stored vectors of `chunks`."""
+        if not chunks:
+            return np.zeros(0, dtype=np.float32)
+        return self.vectors_for(chunks) @ np.asarray(query_vector, dtype=np.float32)
+
+    def lexical_scores(self, query: str, chunks: Sequence[Chunk]) -> np.ndarray:
+        if not chunks:
+            return np.zeros(0, dtype=np.float32)
+        return self.lexical.scores(query)[self.lexical.positions([c.vector_id for c in chunks])]
 
     def vectors_for(self, chunks: Sequence[Chunk]) -> np.ndarray:
         return vectors.reconstruct(self.faiss_index, [c.vector_id for c in chunks])
@@ -218,9 +256,13 @@ def write_index(
         try:
             vectors.write(vectors.build(embeddings, ids, index_type), tmp / VECTORS_FILE)
             write_store(tmp / STORE_FILE, documents, chunks)
+            LexicalIndex.build([c.text for c in chunks], ids).save(tmp / LEXICAL_DIR)
             files = {
-                name: FileEntry(sha256=sha256_file(tmp / name), bytes=(tmp / name).stat().st_size)
-                for name in (VECTORS_FILE, STORE_FILE)
+                p.relative_to(tmp).as_posix(): FileEntry(
+                    sha256=sha256_file(p), bytes=p.stat().st_size
+                )
+                for p in sorted(tmp.rglob("*"))
+                if p.is_file()
             }
             manifest = Manifest(
                 generation=number,

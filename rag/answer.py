@@ -65,7 +65,7 @@ def score_candidates(
     scored = []
     for c in candidates:
         coverage = sum(idf[t] for t in c.terms & q_terms) / total
-        dense = max(0.0, c.passage.score)
+        dense = max(0.0, _similarity(c.passage))
         score = (1 - lexical_weight) * dense + lexical_weight * coverage
         if len(c.text.split()) < 4:
             score *= 0.5  # headings and fragments rarely answer anything
@@ -82,7 +82,7 @@ def compose_answer(
 ) -> ComposedAnswer:
     """The best sentence(s) as the answer, each cited; or no answer when the best passage's
     score is under `min_score`."""
-    confidence = max((p.score for p in passages), default=0.0)
+    confidence = max((_similarity(p) for p in passages), default=0.0)
     if not passages or confidence < min_score:
         return ComposedAnswer(None, False, round(confidence, 4), [])
     ranked = score_candidates(question, sentence_candidates(passages))
@@ -108,6 +108,11 @@ def compose_answer(
     ]
     answer = " ".join(c.text for c in chosen)
     return ComposedAnswer(answer, True, round(confidence, 4), citations)
+
+
+def _similarity(p: Passage) -> float:
+    """The passage's cosine similarity to the question: comparable across retrieval modes."""
+    return p.dense_score if p.dense_score is not None else p.score
 
 
 def _overlaps(a: Candidate, b: Candidate) -> bool:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,10 +42,24 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(
         default=32, ge=0, description="Tokens of whole sentences repeated between chunks."
     )
+    retrieval_mode: Literal["dense", "bm25", "hybrid"] = Field(
+        default="hybrid", description="Retrieval: dense (embeddings), bm25 (words) or hybrid."
+    )
+    fusion: Literal["convex", "rrf"] = Field(
+        default="convex",
+        description="How hybrid retrieval fuses the two signals: convex combination of min-max "
+        "normalised scores, or reciprocal rank fusion.",
+    )
+    dense_weight: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Weight of the dense signal in hybrid fusion."
+    )
+    fusion_depth: int = Field(
+        default=50, ge=1, description="Candidates taken from each signal before fusing."
+    )
     k: int = Field(default=5, ge=1, description="Passages retrieved per question.")
     max_k: int = Field(default=50, ge=1, description="Largest k a request may ask for.")
     min_score: float = Field(
-        default=0.35,
+        default=0.42,
         description="Abstention threshold: below this evidence score the answer is 'not found'.",
     )
     max_question_chars: int = Field(default=2000, ge=1, description="Longest question accepted.")
@@ -54,4 +69,29 @@ class Settings(BaseSettings):
     )
     max_file_bytes: int = Field(
         default=20_000_000, description="Files larger than this are skipped when loading a corpus."
+    )
+    # serving (`rag serve`)
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer key required for writes (POST/DELETE /documents). Unset: writes are "
+        "refused.",
+    )
+    read_api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer key required for reads (the write key also works). Unset: reads are "
+        "open. /health and /ready are always open.",
+    )
+    max_body_bytes: int = Field(
+        default=1_000_000, ge=1, description="Largest request body, except document uploads."
+    )
+    max_upload_bytes: int = Field(
+        default=20_000_000,
+        ge=1,
+        description="Largest POST /documents body (JSON or multipart, all files together).",
+    )
+    max_documents_per_request: int = Field(
+        default=100, ge=1, description="Most documents one POST /documents may add or replace."
+    )
+    max_page_size: int = Field(
+        default=100, ge=1, description="Largest `limit` of one GET /documents page."
     )

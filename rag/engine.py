@@ -28,8 +28,11 @@ from rag.models import (
     Passage,
     SearchResponse,
 )
+from rag.retrieval import MODES, rank_chunks
 
 logger = logging.getLogger(__name__)
+
+RETRIEVAL_MODES = MODES
 
 
 class Engine:
@@ -82,43 +85,64 @@ class Engine:
         *,
         index: Index | None = None,
         timings: dict[str, float] | None = None,
+        mode: str | None = None,
     ) -> list[Passage]:
+        """Top-k passages for `question`. `mode`: one of RETRIEVAL_MODES (default: settings)."""
         index = index or self.index
+        mode = mode or self.settings.retrieval_mode
+        if mode not in RETRIEVAL_MODES:
+            raise InvalidQuestion(f"unknown retrieval mode {mode!r}: use one of {RETRIEVAL_MODES}")
         timings = {} if timings is None else timings
         question = self.validate_question(question)
         k = self._k(k)
         t0 = time.perf_counter()
         vector = self.embedder.encode_query(question)
         t1 = time.perf_counter()
-        allowed = _allowed_ids(index, filters)
-        hits = index.search(vector[None, :], k, allowed)[0]
-        summaries = {
-            s.id: s for s in index.store.summaries(ids=sorted({h.chunk.doc_id for h in hits}))
-        }
+        ranked = rank_chunks(
+            index,
+            question,
+            vector,
+            k,
+            mode=mode,
+            allowed_ids=_allowed_ids(index, filters),
+            depth=self.settings.fusion_depth,
+            fusion=self.settings.fusion,
+            dense_weight=self.settings.dense_weight,
+        )
+        doc_ids = sorted({r.chunk.doc_id for r in ranked})
+        summaries = {s.id: s for s in index.store.summaries(ids=doc_ids)}
         t2 = time.perf_counter()
         timings["embed"] = round((t1 - t0) * 1000, 3)
         timings["search"] = round((t2 - t1) * 1000, 3)
         return [
             Passage(
                 rank=rank,
-                chunk_id=h.chunk.id,
-                doc_id=h.chunk.doc_id,
-                title=summaries[h.chunk.doc_id].title,
-                date=summaries[h.chunk.doc_id].date,
-                start=h.chunk.start,
-                end=h.chunk.end,
-                text=h.chunk.text,
-                score=round(h.score, 6),
+                chunk_id=r.chunk.id,
+                doc_id=r.chunk.doc_id,
+                title=summaries[r.chunk.doc_id].title,
+                date=summaries[r.chunk.doc_id].date,
+                start=r.chunk.start,
+                end=r.chunk.end,
+                text=r.chunk.text,
+                score=round(r.score, 6),
+                dense_score=round(r.dense_score, 6),
+                bm25_score=round(r.bm25_score, 6),
+                dense_rank=r.dense_rank,
+                bm25_rank=r.bm25_rank,
             )
-            for rank, h in enumerate(hits, start=1)
+            for rank, r in enumerate(ranked, start=1)
         ]
 
     def search(
-        self, question: str, k: int | None = None, filters: Filters | None = None
+        self,
+        question: str,
+        k: int | None = None,
+        filters: Filters | None = None,
+        mode: str | None = None,
     ) -> SearchResponse:
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        passages = self.retrieve(question, k, filters, timings=timings)
+        passages = self.retrieve(question, k, filters, timings=timings, mode=mode)
         timings["total"] = round((time.perf_counter() - started) * 1000, 3)
         return SearchResponse(question=question.strip(), passages=passages, timings_ms=timings)
 

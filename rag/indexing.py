@@ -135,4 +135,4 @@ def build_index(
 
 
 def directory_size(path) -> int:
-    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 EXAMPLE_QUESTION = "What minerals does the Chirchik center target?"
 EXAMPLE_DOC = "001_747dad745748a0c8"
@@ -49,7 +49,15 @@ class Passage(BaseModel):
     start: int = Field(description="Character offset of the chunk in the document's text.")
     end: int
     text: str
-    score: float = Field(description="Retrieval score (cosine similarity for dense search).")
+    score: float = Field(description="Ranking score in the retrieval mode used (fused for hybrid).")
+    dense_score: float | None = Field(
+        default=None, description="Cosine similarity of question and chunk embeddings."
+    )
+    bm25_score: float | None = Field(default=None, description="BM25 score of the chunk's words.")
+    dense_rank: int | None = Field(
+        default=None, description="Rank among candidates by dense score."
+    )
+    bm25_rank: int | None = Field(default=None, description="Rank among candidates by BM25 score.")
 
 
 class Citation(BaseModel):
@@ -84,6 +92,21 @@ class Citation(BaseModel):
 class AskResponse(BaseModel):
     """An answer with its citations and the passages it was chosen from."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "question": EXAMPLE_QUESTION,
+                "answer": "The Korea-Uzbek Rare Metals Center in Chirchik is spearheading the "
+                "project, ... including molybdenum and tungsten, crucial for semiconductors ...",
+                "answerable": True,
+                "confidence": 0.45,
+                "citations": [Citation.model_config["json_schema_extra"]["example"]],
+                "passages": [Passage.model_config["json_schema_extra"]["example"]],
+                "timings_ms": {"embed": 6.1, "search": 1.2, "compose": 2.4, "total": 9.9},
+            }
+        }
+    )
+
     question: str
     answer: str | None = Field(description="The answer, or null when the corpus does not answer.")
     answerable: bool = Field(description="Whether the evidence was strong enough to answer.")
@@ -96,12 +119,37 @@ class AskResponse(BaseModel):
 class SearchResponse(BaseModel):
     """Ranked chunks for a query, without an answer: the inspection view."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "question": EXAMPLE_QUESTION,
+                "passages": [Passage.model_config["json_schema_extra"]["example"]],
+                "timings_ms": {"embed": 6.1, "search": 1.2, "total": 7.4},
+            }
+        }
+    )
+
     question: str
     passages: list[Passage]
     timings_ms: dict[str, float]
 
 
 class DocumentInfo(BaseModel):
+    """An indexed document, without its text."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "id": EXAMPLE_DOC,
+                "title": "Korea, Uzbekistan to bolster infra, energy, supply chain ties",
+                "date": "2024-03-26",
+                "url": None,
+                "source": "corpus/001_747dad745748a0c8.txt",
+                "n_chunks": 10,
+                "content_hash": "1c9b81c2593062c19d4e1056c423ef99e02d72ea26e7083d6013591d8586875d",
+            }
+        }
+    )
     id: str
     title: str
     date: str | None = None
@@ -112,10 +160,38 @@ class DocumentInfo(BaseModel):
 
 
 class DocumentDetail(DocumentInfo):
+    """An indexed document with its cleaned text."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                **DocumentInfo.model_config["json_schema_extra"]["example"],
+                "text": "Korea, Uzbekistan to bolster infra, energy, supply chain ties\n\n...",
+            }
+        }
+    )
     text: str = Field(description="The cleaned text that chunk and citation offsets refer to.")
 
 
 class ChunkDetail(BaseModel):
+    """A chunk with its place in its document: `document.text[start:end] == text`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "chunk_id": f"{EXAMPLE_DOC}:3",
+                "doc_id": EXAMPLE_DOC,
+                "title": "Korea, Uzbekistan to bolster infra, energy, supply chain ties",
+                "ordinal": 3,
+                "start": 1616,
+                "end": 2216,
+                "text": "The Korea-Uzbek Rare Metals Center in Chirchik is spearheading ...",
+                "n_tokens": 111,
+                "previous_id": f"{EXAMPLE_DOC}:2",
+                "next_id": f"{EXAMPLE_DOC}:4",
+            }
+        }
+    )
     chunk_id: str
     doc_id: str
     title: str
@@ -129,6 +205,26 @@ class ChunkDetail(BaseModel):
 
 
 class IndexStats(BaseModel):
+    """What an index holds and how it was built."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "path": ".rag/index/gen-000001",
+                "generation": 1,
+                "model": "sentence-transformers/all-MiniLM-L6-v2",
+                "dimension": 384,
+                "index_type": "flat",
+                "tokenizer": "cl100k_base",
+                "chunking": {"max_tokens": 128, "overlap": 32},
+                "n_documents": 5,
+                "n_chunks": 28,
+                "created": "2024-06-20T10:52:14+00:00",
+                "build_seconds": 2.5,
+                "size_bytes": 144928,
+            }
+        }
+    )
     path: str
     generation: int
     model: str
@@ -144,6 +240,25 @@ class IndexStats(BaseModel):
 
 
 class BuildReport(BaseModel):
+    """What a build or update did."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "path": ".rag/index",
+                "generation": 2,
+                "n_documents": 6,
+                "n_chunks": 31,
+                "added": 1,
+                "changed": 0,
+                "unchanged": 5,
+                "removed": 0,
+                "embedded_chunks": 3,
+                "seconds": 0.4,
+                "size_bytes": 151234,
+            }
+        }
+    )
     path: str
     generation: int
     n_documents: int
@@ -155,3 +270,55 @@ class BuildReport(BaseModel):
     embedded_chunks: int
     seconds: float
     size_bytes: int
+
+
+class AskRequest(BaseModel):
+    """A question for POST /ask."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"question": EXAMPLE_QUESTION},
+                {"question": EXAMPLE_QUESTION, "k": 3, "filters": {"doc_ids": [EXAMPLE_DOC]}},
+            ]
+        },
+    )
+
+    question: str = Field(
+        strict=True,
+        description="The question: non-empty, at most RAG_MAX_QUESTION_CHARS (2000) characters; "
+        "longer ones are refused with 413.",
+    )
+    k: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        description="Passages to retrieve: 1 to RAG_MAX_K (50). Default RAG_K (5).",
+    )
+    filters: Filters | None = None
+    mode: str | None = Field(
+        default=None,
+        description="Retrieval mode (dense, bm25 or hybrid). Default RAG_RETRIEVAL_MODE.",
+    )
+
+
+class SearchRequest(AskRequest):
+    """A query for POST /search; `query` is accepted as another name for `question`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {"question": EXAMPLE_QUESTION, "k": 3},
+                {"query": "rare metals", "filters": {"date_from": "2024-03-01"}},
+            ]
+        },
+    )
+
+    question: str = Field(
+        strict=True,
+        validation_alias=AliasChoices("question", "query"),
+        description="The query (or send it as `query`), at most RAG_MAX_QUESTION_CHARS characters.",
+    )

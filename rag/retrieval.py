@@ -1,0 +1,108 @@
+"""Ranking: dense, BM25, or both fused.
+
+`fuse` is pure. Hybrid retrieval takes the union of the dense and BM25 top lists, scores
+every candidate exactly on both signals (so a chunk missing from one list is not treated
+as scoring zero there), and ranks by a convex combination of the min-max normalised
+scores, or by reciprocal rank fusion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from index import Chunk, Index
+
+MODES = ("dense", "bm25", "hybrid")
+FUSIONS = ("convex", "rrf")
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    chunk: Chunk
+    score: float
+    dense_score: float
+    bm25_score: float
+    dense_rank: int  # 1-based rank among the candidates by that signal
+    bm25_rank: int
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    order = np.argsort(-scores, kind="stable")
+    ranks = np.empty(len(scores), dtype=np.int64)
+    ranks[order] = np.arange(1, len(scores) + 1)
+    return ranks
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    lo, hi = float(x.min()), float(x.max())
+    return (x - lo) / (hi - lo) if hi > lo else np.ones_like(x) * (1.0 if hi > 0 else 0.0)
+
+
+def fuse(
+    dense: np.ndarray,
+    bm25: np.ndarray,
+    *,
+    method: str = "convex",
+    dense_weight: float = 0.5,
+    rrf_k: int = 60,
+) -> np.ndarray:
+    """Fused scores of candidates given their dense and BM25 scores."""
+    if len(dense) == 0:
+        return np.zeros(0, dtype=np.float32)
+    if method == "rrf":
+        return dense_weight / (rrf_k + _ranks(dense)) + (1 - dense_weight) / (rrf_k + _ranks(bm25))
+    if method == "convex":
+        return dense_weight * _minmax(dense) + (1 - dense_weight) * _minmax(bm25)
+    raise ValueError(f"unknown fusion {method!r}: use one of {FUSIONS}")
+
+
+def rank_chunks(
+    index: Index,
+    question: str,
+    query_vector: np.ndarray,
+    k: int,
+    *,
+    mode: str = "hybrid",
+    allowed_ids: Sequence[int] | None = None,
+    depth: int = 50,
+    fusion: str = "convex",
+    dense_weight: float = 0.5,
+) -> list[Ranked]:
+    """The top-k chunks for a question by `mode`, each with both signals' scores."""
+    pool = max(k, depth) if mode == "hybrid" else k
+    candidates: dict[int, Chunk] = {}
+    if mode in ("dense", "hybrid"):
+        for hit in index.search(query_vector[None, :], pool, allowed_ids)[0]:
+            candidates[hit.chunk.vector_id] = hit.chunk
+    if mode in ("bm25", "hybrid"):
+        for hit in index.search_lexical(question, pool, allowed_ids):
+            candidates.setdefault(hit.chunk.vector_id, hit.chunk)
+    if mode not in MODES:
+        raise ValueError(f"unknown retrieval mode {mode!r}: use one of {MODES}")
+    chunks = list(candidates.values())
+    if not chunks:
+        return []
+    dense = index.dense_scores(query_vector, chunks)
+    lexical = index.lexical_scores(question, chunks)
+    if mode == "dense":
+        score = dense
+    elif mode == "bm25":
+        score = lexical
+    else:
+        score = fuse(dense, lexical, method=fusion, dense_weight=dense_weight)
+    dense_ranks, bm25_ranks = _ranks(dense), _ranks(lexical)
+    order = np.argsort(-score, kind="stable")[:k]
+    return [
+        Ranked(
+            chunk=chunks[i],
+            score=float(score[i]),
+            dense_score=float(dense[i]),
+            bm25_score=float(lexical[i]),
+            dense_rank=int(dense_ranks[i]),
+            bm25_rank=int(bm25_ranks[i]),
+        )
+        for i in order
+    ]

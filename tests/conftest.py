@@ -1,0 +1,59 @@
+"""Shared fixtures: the real bundled model, loaded once, and a real index of the bundled corpus."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from rag.config import BUNDLED_CORPUS, Settings  # noqa: E402
+
+CHIRCHIK = "What minerals does the Chirchik center target?"
+UZBEK_DOC = "001_747dad745748a0c8"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from rag.embedding import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def bundled_documents():
+    from rag.documents import load_corpus
+
+    return load_corpus(BUNDLED_CORPUS)
+
+
+@pytest.fixture(scope="session")
+def bundled_settings(tmp_path_factory, embedder, bundled_documents) -> Settings:
+    """Settings pointing at a freshly built index of the bundled corpus (built once)."""
+    from rag.indexing import build_index
+
+    settings = Settings(index_path=tmp_path_factory.mktemp("bundled") / "index")
+    build_index(settings, embedder, bundled_documents)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def engine(bundled_settings, embedder):
+    from rag.engine import Engine
+
+    return Engine.load(bundled_settings, embedder=embedder)
+
+
+@pytest.fixture()
+def fresh_settings(tmp_path) -> Settings:
+    """Settings with an empty index directory of the test's own."""
+    return Settings(index_path=tmp_path / "index")
+
+
+def write_corpus(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    return directory

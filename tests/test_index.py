@@ -1,0 +1,122 @@
+import json
+
+import numpy as np
+import pytest
+
+from index import Index, IndexCorrupt, IndexMismatch, IndexNotFound
+from index.generations import current, list_generations
+from rag.engine import Engine
+from rag.indexing import build_index
+from tests.conftest import CHIRCHIK, UZBEK_DOC
+
+
+def test_save_load_gives_identical_results(bundled_settings, engine, embedder):
+    reloaded = Engine.load(bundled_settings, embedder=embedder)
+    a, b = engine.ask(CHIRCHIK), reloaded.ask(CHIRCHIK)
+    assert a.answer == b.answer
+    assert [p.chunk_id for p in a.passages] == [p.chunk_id for p in b.passages]
+    assert [p.score for p in a.passages] == pytest.approx([p.score for p in b.passages], abs=1e-5)
+
+
+def test_manifest_records_what_built_it(engine):
+    m = engine.index.manifest
+    assert m.model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert m.dimension == 384 and m.normalized and m.tokenizer == "cl100k_base"
+    assert m.chunking == {"max_tokens": engine.settings.chunk_tokens, "overlap": engine.settings.chunk_overlap}
+    assert m.n_documents == 5 and m.n_chunks == len(engine.index) > 5
+    assert {"vectors.faiss", "store.sqlite", "bm25/vector_ids.npy"} <= set(m.files)
+    assert {"faiss", "numpy", "python"} <= set(m.versions)
+
+
+def test_every_chunk_slices_its_document(engine):
+    for doc in engine.documents():
+        text = engine.document(doc.id).text
+        chunks = engine.index.store.chunks_of(doc.id)
+        assert len(chunks) == doc.n_chunks > 0
+        for c in chunks:
+            assert text[c.start : c.end] == c.text
+
+
+def test_missing_index_is_a_clear_error(tmp_path):
+    with pytest.raises(IndexNotFound, match="rag index"):
+        Index.load(tmp_path / "nothing")
+
+
+def test_manifest_naming_another_model_is_refused(bundled_documents, embedder, fresh_settings):
+    index, _ = build_index(fresh_settings, embedder, bundled_documents[:1])
+    manifest_path = index.path / "manifest.json"
+    data = json.loads(manifest_path.read_text())
+    data["model"] = "intfloat/e5-small-v2"
+    manifest_path.write_text(json.dumps(data))
+    with pytest.raises(IndexMismatch, match="e5-small-v2"):
+        Engine.load(fresh_settings, embedder=embedder)
+    with pytest.raises(IndexMismatch, match="configured"):
+        Index.load(fresh_settings.index_path, model="sentence-transformers/all-MiniLM-L6-v2")
+
+
+def test_truncated_faiss_file_is_a_clear_error(bundled_documents, embedder, fresh_settings):
+    index, _ = build_index(fresh_settings, embedder, bundled_documents[:2])
+    vectors = index.path / "vectors.faiss"
+    vectors.write_bytes(vectors.read_bytes()[: vectors.stat().st_size // 2])
+    with pytest.raises(IndexCorrupt, match="vectors.faiss"):
+        Index.load(fresh_settings.index_path)
+    # Without checksum verification the truncation is still caught (by size).
+    with pytest.raises(IndexCorrupt):
+        Index.load(fresh_settings.index_path, verify=False)
+
+
+def test_corrupt_generation_falls_back_to_previous(bundled_documents, embedder, fresh_settings):
+    build_index(fresh_settings, embedder, bundled_documents[:2])
+    second, _ = build_index(fresh_settings, embedder, bundled_documents[:3])
+    store = second.path / "store.sqlite"
+    data = bytearray(store.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    store.write_bytes(bytes(data))
+    loaded = Index.load(fresh_settings.index_path)
+    assert loaded.generation == second.generation - 1
+    assert loaded.manifest.n_documents == 2
+
+
+def test_unchanged_documents_are_not_embedded_again(bundled_documents, embedder, fresh_settings):
+    first, r1 = build_index(fresh_settings, embedder, bundled_documents)
+    assert r1.embedded_chunks == r1.n_chunks and r1.added == 5
+    _, r2 = build_index(fresh_settings, embedder, bundled_documents, base=first)
+    assert r2.embedded_chunks == 0 and r2.unchanged == 5
+    changed = list(bundled_documents)
+    changed[0] = type(changed[0])(id=changed[0].id, text=changed[0].text + " An added sentence.")
+    second = Index.load(fresh_settings.index_path)
+    third, r3 = build_index(fresh_settings, embedder, changed[:4], base=second)
+    assert (r3.changed, r3.unchanged, r3.removed) == (1, 3, 1)
+    assert 0 < r3.embedded_chunks < r1.n_chunks
+    # Reused vectors are the stored ones, bit for bit.
+    c = third.store.chunks_of(changed[1].id)[0]
+    assert np.array_equal(third.vectors_for([c]), first.vectors_for([c]))
+
+
+def test_old_generations_are_pruned(bundled_documents, embedder, fresh_settings):
+    settings = fresh_settings.model_copy(update={"keep_generations": 2})
+    for n in range(1, 5):
+        build_index(settings, embedder, bundled_documents[:n])
+    gens = list_generations(settings.index_path)
+    assert len(gens) == 2
+    assert current(settings.index_path) == gens[0]
+
+
+def test_a_crashed_write_leaves_the_live_index_and_is_cleaned(bundled_documents, embedder, fresh_settings):
+    build_index(fresh_settings, embedder, bundled_documents[:2])
+    leftover = fresh_settings.index_path / ".tmp-12345-deadbeef"
+    leftover.mkdir()
+    (leftover / "vectors.faiss").write_bytes(b"half")
+    assert Index.load(fresh_settings.index_path).manifest.n_documents == 2
+    build_index(fresh_settings, embedder, bundled_documents[:3])
+    assert not leftover.exists()
+
+
+def test_filters_restrict_search(engine):
+    from rag.models import Filters
+
+    only = engine.search(CHIRCHIK, k=5, filters=Filters(doc_ids=["004_a42af59a74583b78"]))
+    assert only.passages and {p.doc_id for p in only.passages} == {"004_a42af59a74583b78"}
+    june = engine.search(CHIRCHIK, k=10, filters=Filters(date_from="2024-06-01"))
+    assert june.passages and all(p.date >= "2024-06-01" for p in june.passages)
+    assert UZBEK_DOC not in {p.doc_id for p in june.passages}
