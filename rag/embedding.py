@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,9 +58,19 @@ def resolve_model_path(name: str | None) -> str:
 class Embedder:
     """A loaded sentence-transformers model producing L2-normalised float32 vectors."""
 
-    def __init__(self, name: str | None = None, *, device: str = "cpu", batch_size: int = 64):
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+        cache_size: int = 1024,
+    ):
         self.name = canonical_model_name(name)
         self.batch_size = batch_size
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self.model = _load(resolve_model_path(name), device)
         self.dimension = int(self.model.get_embedding_dimension())
         self.max_seq_length = int(self.model.max_seq_length or 512)
@@ -79,7 +91,19 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_query(self, text: str) -> np.ndarray:
-        return self.encode([text], progress=False)[0]
+        """One query's vector; repeated questions come from a bounded LRU cache."""
+        with self._cache_lock:
+            cached = self._cache.get(text)
+            if cached is not None:
+                self._cache.move_to_end(text)
+                return cached
+        vector = self.encode([text], progress=False)[0]
+        vector.setflags(write=False)
+        with self._cache_lock:
+            self._cache[text] = vector
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return vector
 
 
 def _load(path_or_name: str, device: str) -> SentenceTransformer:

@@ -63,6 +63,26 @@ def build_index(
         final.pop(doc_id, None)
 
     can_reuse = reusable(base, settings, embedder)
+    if (
+        can_reuse
+        and base is not None
+        and not delete_ids
+        and base.manifest.corpus_hash == corpus_hash(final.values())
+    ):
+        logger.info("index is up to date (generation %d)", base.generation)
+        return base, BuildReport(
+            path=str(settings.index_path),
+            generation=base.generation,
+            n_documents=base.manifest.n_documents,
+            n_chunks=base.manifest.n_chunks,
+            added=0,
+            changed=0,
+            unchanged=base.manifest.n_documents,
+            removed=0,
+            embedded_chunks=0,
+            seconds=round(time.perf_counter() - started, 3),
+            size_bytes=directory_size(base.path),
+        )
     kept_chunks: list[Chunk] = []
     new_chunks: list[Chunk] = []
     added = changed = unchanged = 0

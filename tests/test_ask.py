@@ -51,3 +51,13 @@ def test_odd_but_valid_questions_work(engine):
     for q in ["🙂 molybdenum?", "tungsten\x00\x07 Chirchik", "x" * 1500, "Ünïcödé Çhîrçhîk"]:
         r = engine.ask(q)
         assert isinstance(r.answerable, bool)
+
+
+def test_repeated_questions_reuse_the_cached_embedding(embedder):
+    a = embedder.encode_query("cache me")
+    assert embedder.encode_query("cache me") is a
+    assert not a.flags.writeable
+    for i in range(embedder.cache_size + 5):
+        embedder.encode_query(f"q{i}") if i < 3 else embedder._cache.setdefault(f"q{i}", a)
+    embedder.encode_query("one more")
+    assert len(embedder._cache) <= embedder.cache_size

@@ -82,6 +82,7 @@ def test_unchanged_documents_are_not_embedded_again(bundled_documents, embedder,
     assert r1.embedded_chunks == r1.n_chunks and r1.added == 5
     _, r2 = build_index(fresh_settings, embedder, bundled_documents, base=first)
     assert r2.embedded_chunks == 0 and r2.unchanged == 5
+    assert r2.generation == r1.generation  # nothing changed: no new generation written
     changed = list(bundled_documents)
     changed[0] = type(changed[0])(id=changed[0].id, text=changed[0].text + " An added sentence.")
     second = Index.load(fresh_settings.index_path)
