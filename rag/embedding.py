@@ -101,7 +101,7 @@ class Embedder:
         vector.setflags(write=False)
         with self._cache_lock:
             self._cache[text] = vector
-            if len(self._cache) > self.cache_size:
+            while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return vector
 
