@@ -31,7 +31,11 @@ def load_corpus(directory: Path, *, max_file_bytes: int = 20_000_000) -> list[Do
     if not directory.is_dir():
         raise CorpusError(f"{directory} is not a folder")
     documents: dict[str, Document] = {}
+    root = directory.resolve()
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        if not path.resolve().is_relative_to(root):
+            logger.warning("skipping %s: it links outside %s", path, directory)
+            continue
         for doc in load_file(path, root=directory, max_file_bytes=max_file_bytes):
             if doc.id in documents:
                 logger.warning("skipping %s: document id %r is already taken", path, doc.id)

@@ -1,0 +1,91 @@
+"""Crash and corruption: an index is never left broken, and a damaged generation is refused."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import time
+
+import pytest
+
+from index import Index
+from index.records import Document
+from rag.engine import Engine
+from rag.indexing import build_index
+from tests.conftest import CHIRCHIK, UZBEK_DOC
+
+
+def test_every_index_file_is_checked_and_the_previous_generation_serves(
+    bundled_documents, embedder, fresh_settings, caplog
+):
+    first, _ = build_index(fresh_settings, embedder, bundled_documents)
+    extra = Document(id="extra", text="An extra article about lithium mining in Chile.")
+    second, _ = build_index(fresh_settings, embedder, [*bundled_documents, extra], base=first)
+    assert set(second.manifest.files) >= {"vectors.faiss", "store.sqlite"}
+    for name in second.manifest.files:
+        path = second.path / name
+        original = path.read_bytes()
+        damaged = bytearray(original)
+        damaged[len(damaged) // 2] ^= 0x01
+        path.write_bytes(bytes(damaged))
+        try:
+            caplog.clear()
+            loaded = Index.load(fresh_settings.index_path)
+            assert loaded.generation == first.generation, name
+            assert "unusable" in caplog.text and name.split("/")[-1] in caplog.text
+            engine = Engine(fresh_settings, loaded, embedder)
+            assert engine.ask(CHIRCHIK).citations[0].doc_id == UZBEK_DOC
+        finally:
+            path.write_bytes(original)
+    assert Index.load(fresh_settings.index_path).generation == second.generation
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_kill_9_during_builds_never_leaves_a_broken_index(
+    bundled_documents, embedder, fresh_settings
+):
+    """Kill a builder at random moments (in a forked child, so the model is already loaded);
+    after each kill the index loads, passes its checks and answers; no completed build is lost."""
+    rng = random.Random(7)
+    _, report = build_index(fresh_settings, embedder, bundled_documents)
+    acknowledged = {report.generation: report.n_documents}
+    kills = 0
+    for attempt in range(20):
+        extra = [
+            Document(id=f"extra-{attempt}-{i}", text=f"Note {attempt}.{i} on mining cooperation.")
+            for i in range(rng.randint(0, 3))
+        ]
+        pid = os.fork()
+        if pid == 0:  # child: build, then exit without cleanup
+            code = 0
+            try:
+                import torch
+
+                torch.set_num_threads(1)
+                base = Index.load(fresh_settings.index_path)
+                build_index(fresh_settings, embedder, [*bundled_documents, *extra], base=base)
+            except BaseException:
+                code = 1
+            os._exit(code)
+        time.sleep(rng.uniform(0.0, 0.6))
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            live = Index.load(fresh_settings.index_path)
+            acknowledged[live.generation] = live.manifest.n_documents
+        else:
+            kills += 1
+        index = Index.load(fresh_settings.index_path)  # verifies checksums and counts
+        assert index.generation >= max(acknowledged)
+        engine = Engine(fresh_settings, index, embedder)
+        assert engine.ask(CHIRCHIK).citations[0].doc_id == UZBEK_DOC
+    assert kills >= 5  # the test really interrupted builds
+    # The next writer cleans what the killed ones left behind.
+    build_index(
+        fresh_settings, embedder, bundled_documents, base=Index.load(fresh_settings.index_path)
+    )
+    leftovers = [p for p in fresh_settings.index_path.iterdir() if p.name.startswith(".tmp-")]
+    assert leftovers == []
+    shutil.rmtree(fresh_settings.index_path)
