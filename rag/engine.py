@@ -147,11 +147,15 @@ class Engine:
         return SearchResponse(question=question.strip(), passages=passages, timings_ms=timings)
 
     def ask(
-        self, question: str, k: int | None = None, filters: Filters | None = None
+        self,
+        question: str,
+        k: int | None = None,
+        filters: Filters | None = None,
+        mode: str | None = None,
     ) -> AskResponse:
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        passages = self.retrieve(question, k, filters, timings=timings)
+        passages = self.retrieve(question, k, filters, timings=timings, mode=mode)
         t = time.perf_counter()
         composed = compose_answer(question, passages, min_score=self.settings.min_score)
         timings["compose"] = round((time.perf_counter() - t) * 1000, 3)

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
 
 EXAMPLE_QUESTION = "What minerals does the Chirchik center target?"
 EXAMPLE_DOC = "001_747dad745748a0c8"
+
+
+def valid_unicode(value: str) -> str:
+    """Refuse text that cannot be UTF-8 encoded (JSON allows unpaired surrogates like \\ud800)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains an unpaired surrogate, which is not valid Unicode") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(valid_unicode)]
 
 
 class Filters(BaseModel):
@@ -17,7 +30,9 @@ class Filters(BaseModel):
         extra="forbid", json_schema_extra={"example": {"doc_ids": [EXAMPLE_DOC]}}
     )
 
-    doc_ids: list[str] | None = Field(default=None, description="Only these documents.")
+    doc_ids: list[Text] | None = Field(
+        default=None, max_length=1000, description="Only these documents (at most 1000)."
+    )
     date_from: date | None = Field(default=None, description="Published on or after this day.")
     date_to: date | None = Field(default=None, description="Published on or before this day.")
 
@@ -285,7 +300,7 @@ class AskRequest(BaseModel):
         },
     )
 
-    question: str = Field(
+    question: Text = Field(
         strict=True,
         description="The question: non-empty, at most RAG_MAX_QUESTION_CHARS (2000) characters; "
         "longer ones are refused with 413.",
@@ -297,7 +312,7 @@ class AskRequest(BaseModel):
         description="Passages to retrieve: 1 to RAG_MAX_K (50). Default RAG_K (5).",
     )
     filters: Filters | None = None
-    mode: str | None = Field(
+    mode: Text | None = Field(
         default=None,
         description="Retrieval mode (dense, bm25 or hybrid). Default RAG_RETRIEVAL_MODE.",
     )
@@ -317,7 +332,7 @@ class SearchRequest(AskRequest):
         },
     )
 
-    question: str = Field(
+    question: Text = Field(
         strict=True,
         validation_alias=AliasChoices("question", "query"),
         description="The query (or send it as `query`), at most RAG_MAX_QUESTION_CHARS characters.",

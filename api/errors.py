@@ -1,0 +1,192 @@
+"""Errors as HTTP responses: every error is `{"error": {"code", "message", "details"?}}`.
+
+The core raises its own exceptions (rag.errors); this module maps them to status codes.
+`ApiError` subclasses are the API's own refusals (authentication, limits, readiness).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rag import errors as core
+
+logger = logging.getLogger(__name__)
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """A refusal with its own status and code; the message is safe to show to clients."""
+
+    status_code = 400
+    code = "bad_request"
+    headers: dict[str, str] | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotAuthenticated(ApiError):
+    status_code = 401
+    code = "unauthorized"
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    code = "forbidden"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class InvalidDocuments(ApiError):
+    status_code = 422
+    code = "invalid_documents"
+
+
+class IndexNotLoaded(ApiError):
+    status_code = 503
+    code = "index_not_loaded"
+    headers = {"Retry-After": "10"}
+
+
+def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = error_body(code, message, details)
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def _shorten(value: object, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pydantic's errors without their inputs (which can be huge or secret) or contexts."""
+    return [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e["type"]}
+        for e in errors[:20]
+    ]
+
+
+def validation_message(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for e in errors[:5]:
+        if e.get("type") == "json_invalid":
+            reason = (e.get("ctx") or {}).get("error", "invalid JSON")
+            position = e["loc"][-1] if e.get("loc") else None
+            where = f" (at character {position})" if isinstance(position, int) else ""
+            parts.append(f"the body is not valid JSON: {reason}{where}")
+            continue
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {e.get('msg', 'invalid')}")
+    if len(errors) > 5:
+        parts.append(f"and {len(errors) - 5} more")
+    return "; ".join(parts) or "invalid request"
+
+
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = list(exc.errors())
+    return error_response(
+        422, "invalid_request", validation_message(errors), validation_details(errors)
+    )
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = _STATUS_CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route {request.url.path!r}: see /docs for the API"
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def _question_too_long(request: Request, exc: core.QuestionTooLong) -> JSONResponse:
+    return error_response(413, "question_too_long", str(exc))
+
+
+async def _invalid_question(request: Request, exc: core.InvalidQuestion) -> JSONResponse:
+    return error_response(422, "invalid_question", str(exc))
+
+
+async def _unknown_chunk(request: Request, exc: core.UnknownChunk) -> JSONResponse:
+    return error_response(404, "unknown_chunk", f"no chunk with id {_shorten(exc.args[0])}")
+
+
+async def _unknown_document(request: Request, exc: core.UnknownDocument) -> JSONResponse:
+    return error_response(404, "unknown_document", f"no document with id {_shorten(exc.args[0])}")
+
+
+async def _index_error(request: Request, exc: core.IndexStoreError) -> JSONResponse:
+    logger.error("index error on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "index_unavailable", str(exc))
+
+
+async def _corpus_error(request: Request, exc: ValueError) -> JSONResponse:
+    return error_response(422, "invalid_documents", str(exc))
+
+
+async def _model_not_available(request: Request, exc: core.ModelNotAvailable) -> JSONResponse:
+    return error_response(503, "model_not_available", str(exc))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette's ServerErrorMiddleware re-raises after this, so the server logs the traceback.
+    logger.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    return error_response(500, "internal_error", "unexpected server error; see the server log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(core.QuestionTooLong, _question_too_long)
+    app.add_exception_handler(core.InvalidQuestion, _invalid_question)
+    app.add_exception_handler(core.UnknownChunk, _unknown_chunk)
+    app.add_exception_handler(core.UnknownDocument, _unknown_document)
+    app.add_exception_handler(core.IndexStoreError, _index_error)
+    app.add_exception_handler(core.EmptyCorpus, _corpus_error)
+    app.add_exception_handler(core.CorpusError, _corpus_error)
+    app.add_exception_handler(core.ModelNotAvailable, _model_not_available)
+    app.add_exception_handler(Exception, _unexpected)

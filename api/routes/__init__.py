@@ -1,0 +1,1 @@
+"""The API's handlers, one module per resource."""

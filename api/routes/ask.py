@@ -1,0 +1,60 @@
+"""Questions: answers with citations, and the ranked passages behind them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+
+from api.deps import EngineDep, ReadAccess
+from api.schemas import error_responses
+from rag.models import (
+    EXAMPLE_DOC,
+    EXAMPLE_QUESTION,
+    AskRequest,
+    AskResponse,
+    SearchRequest,
+    SearchResponse,
+)
+
+router = APIRouter(tags=["questions"], dependencies=[ReadAccess])
+
+_ERRORS = error_responses(401, 403, 413, 422, 503)
+
+_ASK_EXAMPLES = {
+    "chirchik": {"summary": "A question", "value": {"question": EXAMPLE_QUESTION}},
+    "filtered": {
+        "summary": "Fewer passages, one document",
+        "value": {"question": EXAMPLE_QUESTION, "k": 3, "filters": {"doc_ids": [EXAMPLE_DOC]}},
+    },
+    "dated": {
+        "summary": "Only articles from a date range",
+        "value": {
+            "question": EXAMPLE_QUESTION,
+            "filters": {"date_from": "2024-03-01", "date_to": "2024-03-31"},
+        },
+    },
+}
+_SEARCH_EXAMPLES = {
+    "chirchik": {"summary": "A question", "value": {"question": EXAMPLE_QUESTION, "k": 3}},
+    "query": {"summary": "Keywords, as `query`", "value": {"query": "rare metals", "k": 5}},
+}
+
+
+@router.post("/ask", response_model=AskResponse, responses=_ERRORS)
+def ask(
+    request: Annotated[AskRequest, Body(openapi_examples=_ASK_EXAMPLES)], engine: EngineDep
+) -> AskResponse:
+    """Answer a question from the index, citing the exact passages (character offsets into
+    GET /documents/{doc_id}'s text) the answer rests on. `answerable` is false, with no answer,
+    when the evidence is too weak."""
+    return engine.ask(request.question, k=request.k, filters=request.filters, mode=request.mode)
+
+
+@router.post("/search", response_model=SearchResponse, responses=_ERRORS)
+def search(
+    request: Annotated[SearchRequest, Body(openapi_examples=_SEARCH_EXAMPLES)], engine: EngineDep
+) -> SearchResponse:
+    """The ranked chunks retrieved for a query, with their scores, without composing an
+    answer: the view for inspecting retrieval."""
+    return engine.search(request.question, k=request.k, filters=request.filters, mode=request.mode)

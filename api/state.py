@@ -1,0 +1,138 @@
+"""The engine behind the API: loaded once at startup, then kept on the index's live generation.
+
+Each worker process has its own `Service`. A write in one worker makes a new generation
+live on disk; the others notice the changed pointer on their next request and load it
+before answering (requests already running keep the generation they started with), so
+every worker serves the same index. Writes take a lock file beside the index, so workers
+never build on a stale generation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from api.errors import IndexNotLoaded
+from index import generations
+from index.index import Index
+from rag.config import Settings
+from rag.engine import Engine
+from rag.errors import IndexStoreError, ModelNotAvailable
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+WRITE_LOCK = ".api-write.lock"
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: Engine | None = None
+        self.error = "the index has not been loaded yet"
+        self._lock = threading.Lock()
+        self._failed_pointer: str | None = None  # a live generation that would not load
+
+    # loading
+    def start(self) -> None:
+        """Load the model and the index (at startup). Failure leaves the service unready."""
+        with self._lock:
+            self._load()
+
+    def _load(self) -> None:
+        try:
+            self.engine = Engine.load(self.settings)
+        except (IndexStoreError, ModelNotAvailable) as exc:
+            self._failed(str(exc))
+            logger.warning("serving without an index: %s", exc)
+            return
+        except Exception as exc:  # keep answering /health and explain on /ready
+            self._failed(f"the index could not be loaded ({type(exc).__name__}); see the log")
+            logger.exception("loading the index failed")
+            return
+        stats = self.engine.index.manifest
+        logger.info(
+            "loaded index generation %d (%d documents, %d chunks, model %s) from %s",
+            stats.generation,
+            stats.n_documents,
+            stats.n_chunks,
+            stats.model,
+            self.settings.index_path,
+        )
+
+    def _failed(self, message: str) -> None:
+        self.engine = None
+        self.error = message
+        self._failed_pointer = self.pointer()
+
+    def pointer(self) -> str | None:
+        """The name of the live generation on disk (one small file read)."""
+        live = generations.current(self.settings.index_path)
+        return live.name if live is not None else None
+
+    def is_current(self, pointer: str | None) -> bool:
+        engine = self.engine
+        return engine is not None and (
+            pointer is None or pointer == engine.index.path.name or pointer == self._failed_pointer
+        )
+
+    def refresh(self, pointer: str | None, *, wait: bool | None = None) -> Engine:
+        """The engine, moved to the generation `pointer` names if it is not there yet.
+
+        A request that finds another one already moving the engine waits for it (so a
+        write, once answered, is seen by every later request in every worker), except
+        while the first load, model and all, is under way: then it gets IndexNotLoaded."""
+        if wait is None:
+            wait = self.engine is not None
+        if not self._lock.acquire(blocking=wait):
+            raise IndexNotLoaded("the index is being loaded; try again in a moment")
+        try:
+            if self.engine is None:
+                if pointer is not None and pointer != self._failed_pointer:
+                    self._load()
+                if self.engine is None:
+                    raise IndexNotLoaded(self.error)
+                return self.engine
+            if not self.is_current(pointer):
+                self._follow(self.engine, pointer)
+            return self.engine
+        finally:
+            self._lock.release()
+
+    def _follow(self, engine: Engine, pointer: str | None) -> None:
+        assert pointer is not None
+        try:
+            index = Index.load_generation(
+                self.settings.index_path / pointer, verify=self.settings.verify_checksums
+            )
+            index.check_compatible(model=engine.embedder.name, dimension=engine.embedder.dimension)
+        except IndexStoreError as exc:
+            self._failed_pointer = pointer
+            logger.error("still serving %s: %s", engine.index.path.name, exc)
+            return
+        engine.swap_index(index)
+
+    # writing
+    def write(self, operation: Callable[[Engine], T]) -> T:
+        """Run `operation` on the engine, on the live generation, one writer at a time
+        across all workers."""
+        self.refresh(self.pointer(), wait=True)  # no index: IndexNotLoaded, before any lock
+        with _file_lock(self.settings.index_path / WRITE_LOCK):
+            engine = self.refresh(self.pointer(), wait=True)
+            return operation(engine)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,106 @@
+"""Documents from a POST /documents body: JSON fields, or uploaded files in the formats
+`rag index` reads. Everything is checked before anything is written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from api.errors import InvalidDocuments, PayloadTooLarge, UnsupportedMediaType
+from api.schemas import DocumentsIn, check_document_id
+from index import Document
+from rag.cleaning import parse_date
+from rag.documents import (
+    SUPPORTED_SUFFIXES,
+    document_from_fields,
+    parse_html,
+    parse_jsonl,
+    parse_markdown,
+    parse_text,
+)
+from rag.models import valid_unicode
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedFile:
+    filename: str
+    content: bytes
+
+
+def documents_from_json(payload: DocumentsIn, *, max_documents: int) -> list[Document]:
+    _check_count(len(payload.documents), max_documents)
+    documents = []
+    for item in payload.documents:
+        if item.date is not None and item.date.strip() and parse_date(item.date) is None:
+            raise InvalidDocuments(f"document {item.id!r}: unrecognised date {item.date!r}")
+        doc = document_from_fields(item.model_dump(), default_id=item.id, source="api")
+        if doc is None:
+            raise InvalidDocuments(f"document {item.id!r} has no text left after cleaning")
+        documents.append(doc)
+    return _checked(documents, max_documents)
+
+
+def documents_from_files(files: list[UploadedFile], *, max_documents: int) -> list[Document]:
+    if not files:
+        raise InvalidDocuments("no files: send them as multipart/form-data field 'files'")
+    _check_count(len(files), max_documents)
+    documents: list[Document] = []
+    for file in files:
+        documents.extend(_parse_file(file))
+    return _checked(documents, max_documents)
+
+
+def _parse_file(file: UploadedFile) -> list[Document]:
+    # Only the file's own name counts: directories in it ("../../x.txt") are dropped.
+    name = PurePosixPath(file.filename.replace("\\", "/")).name
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
+        raise UnsupportedMediaType(f"{name!r}: unsupported file type; send one of {kinds}")
+    if b"\x00" in file.content[:8192]:
+        raise InvalidDocuments(f"{name!r} is binary, not text")
+    try:
+        content = file.content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidDocuments(f"{name!r} is not UTF-8 text") from None
+    doc_id = PurePosixPath(name).stem
+    source = f"upload:{name}"
+    if suffix == ".jsonl":
+        documents = list(parse_jsonl(content, default_id=doc_id, source=source))
+    elif suffix in {".html", ".htm"}:
+        documents = [parse_html(content, doc_id=doc_id, source=source)]
+    elif suffix in {".md", ".markdown"}:
+        documents = [parse_markdown(content, doc_id=doc_id, source=source)]
+    else:
+        documents = [parse_text(content, doc_id=doc_id, source=source)]
+    documents = [d for d in documents if d is not None and d.text.strip()]
+    if not documents:
+        raise InvalidDocuments(f"{name!r} has no text left after cleaning")
+    return documents
+
+
+def _check_count(n: int, max_documents: int) -> None:
+    if n > max_documents:
+        raise PayloadTooLarge(
+            f"{n} documents in one request; the limit is {max_documents} "
+            "(RAG_MAX_DOCUMENTS_PER_REQUEST)"
+        )
+
+
+def _checked(documents: list[Document], max_documents: int) -> list[Document]:
+    _check_count(len(documents), max_documents)
+    seen: set[str] = set()
+    for doc in documents:
+        try:
+            check_document_id(doc.id)
+        except ValueError as exc:
+            raise InvalidDocuments(f"document id {doc.id!r} {exc}") from None
+        for field in ("id", "title", "text", "url"):
+            try:
+                valid_unicode(getattr(doc, field) or "")
+            except ValueError as exc:
+                raise InvalidDocuments(f"document {doc.id!r}: its {field} {exc}") from None
+        if doc.id in seen:
+            raise InvalidDocuments(f"document id {doc.id!r} appears more than once")
+        seen.add(doc.id)
+    return documents

@@ -1,0 +1,530 @@
+"""The HTTP API, tested against real uvicorn processes over real HTTP.
+
+Three servers start once for the module, side by side: `api` serves a copy of the bundled
+index read-only; `writer` serves another copy with write and read keys, for the write
+tests; `empty` has no index at all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rag.config import PROJECT_ROOT
+from tests.conftest import CHIRCHIK, UZBEK_DOC
+
+WRITE_KEY = "test-write-key"
+READ_KEY = "test-read-key"
+UPLOAD_LIMIT = 200_000
+MAX_DOCS = 3
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60, **kwargs)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-5000:]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(tmp: Path, name: str, *, serve_args: list[str] | None = None, **env: str) -> Server:
+    """Start uvicorn on a free port; with `serve_args`, through `rag serve` instead."""
+    port = _free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    environ.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **env)
+    log = tmp / f"{name}.log"
+    if serve_args is None:
+        command = [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory"]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    else:
+        command = [sys.executable, "-m", "rag.cli", "serve", "--port", str(port), *serve_args]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT
+        )
+    return Server(f"http://127.0.0.1:{port}", process, log)
+
+
+def _wait(server: Server, path: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"server exited with {server.process.returncode}:\n{server.output()}")
+        try:
+            if httpx.get(server.url + path, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{server.url}{path} not ready after {timeout}s:\n{server.output()}")
+
+
+@dataclass
+class Servers:
+    api: Server
+    writer: Server
+    empty: Server
+
+
+@pytest.fixture(scope="module")
+def servers(bundled_settings, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("api")
+    for copy in ("read-index", "write-index"):
+        shutil.copytree(bundled_settings.index_path, tmp / copy)
+    started = [
+        _start(tmp, "api", RAG_INDEX_PATH=str(tmp / "read-index")),
+        _start(
+            tmp,
+            "writer",
+            RAG_INDEX_PATH=str(tmp / "write-index"),
+            RAG_API_KEY=WRITE_KEY,
+            RAG_READ_API_KEY=READ_KEY,
+            RAG_MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT),
+            RAG_MAX_DOCUMENTS_PER_REQUEST=str(MAX_DOCS),
+        ),
+        _start(tmp, "empty", serve_args=["--index", str(tmp / "no-index-here")]),
+    ]
+    try:
+        _wait(started[0], "/ready")
+        _wait(started[1], "/ready")
+        _wait(started[2], "/health")
+        yield Servers(*started)
+    finally:
+        for server in started:
+            server.process.terminate()
+        for server in started:
+            try:
+                server.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+
+
+@pytest.fixture(scope="module")
+def api(servers):
+    with servers.api.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def writer(servers):
+    with servers.writer.client(headers={"Authorization": f"Bearer {WRITE_KEY}"}) as client:
+        yield client
+
+
+def ask(client: httpx.Client, question: str, **body) -> dict:
+    r = client.post("/ask", json={"question": question, **body})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    assert "Traceback" not in r.text
+    assert r.headers["content-type"].startswith("application/json")
+    error = r.json()["error"]
+    assert error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    return error
+
+
+# answers and citations
+
+
+def test_chirchik_answer_cites_the_exact_passage(api):
+    r = ask(api, CHIRCHIK)
+    assert r["answerable"] is True
+    assert "tungsten" in r["answer"] and "molybdenum" in r["answer"]
+    assert UZBEK_DOC in [c["doc_id"] for c in r["citations"]]
+    assert {"embed", "search", "total"} <= set(r["timings_ms"])
+    for c in r["citations"]:
+        assert set(c) >= {"doc_id", "title", "chunk_id", "start", "end", "quote", "score"}
+        doc = api.get(f"/documents/{c['doc_id']}").json()
+        assert doc["text"][c["start"] : c["end"]] == c["quote"]
+        chunk = api.get(f"/chunks/{c['chunk_id']}").json()
+        assert chunk["doc_id"] == c["doc_id"]
+        assert chunk["start"] <= c["start"] and c["end"] <= chunk["end"]
+        assert doc["text"][chunk["start"] : chunk["end"]] == chunk["text"]
+
+
+def test_chunk_lists_its_neighbours(api):
+    chunk = api.get(f"/chunks/{UZBEK_DOC}:3").json()
+    assert (chunk["previous_id"], chunk["next_id"]) == (f"{UZBEK_DOC}:2", f"{UZBEK_DOC}:4")
+    first = api.get(f"/chunks/{UZBEK_DOC}:0").json()
+    assert first["previous_id"] is None and first["next_id"] == f"{UZBEK_DOC}:1"
+
+
+def test_search_ranks_chunks_without_composing_an_answer(api):
+    r = api.post("/search", json={"query": "rare metals Chirchik", "k": 4})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert "answer" not in body
+    passages = body["passages"]
+    assert [p["rank"] for p in passages] == [1, 2, 3, 4]
+    scores = [p["score"] for p in passages]
+    assert scores == sorted(scores, reverse=True)
+    same = api.post("/search", json={"question": "rare metals Chirchik", "k": 4}).json()
+    assert [p["chunk_id"] for p in same["passages"]] == [p["chunk_id"] for p in passages]
+    dense = api.post("/search", json={"query": "rare metals", "mode": "dense", "k": 3})
+    assert dense.status_code == 200, dense.text
+
+
+def test_filters_restrict_retrieval(api):
+    only = ask(api, CHIRCHIK, filters={"doc_ids": ["000_a87859622d3621ae"]})
+    assert {p["doc_id"] for p in only["passages"]} == {"000_a87859622d3621ae"}
+    later = api.post("/search", json={"query": "minerals", "filters": {"date_from": "2024-06-01"}})
+    assert all(p["date"] >= "2024-06-01" for p in later.json()["passages"])
+    nothing = ask(api, CHIRCHIK, filters={"date_to": "1990-01-01"})
+    assert nothing["passages"] == [] and nothing["answerable"] is False
+
+
+def test_ask_accepts_a_retrieval_mode(api):
+    r = ask(api, CHIRCHIK, mode="dense")
+    assert r["passages"]
+    assert_error(api.post("/ask", json={"question": CHIRCHIK, "mode": "psychic"}), 422)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "🙂 molybdenum?",
+        "tungsten\x00\x07\x1b Chirchik",
+        "Ünïcödé Çhîrçhîk — 鎢 и молибден؟",
+        "x" * 2000,
+        "Chirchik " + "a" * 1900,
+    ],
+)
+def test_odd_but_valid_questions_are_answered_or_declined(api, question):
+    r = ask(api, question)
+    assert isinstance(r["answerable"], bool)
+
+
+# documents, health
+
+
+def test_documents_are_listed_a_page_at_a_time(api):
+    first = api.get("/documents", params={"limit": 2}).json()
+    assert first["total"] == 5 and first["limit"] == 2 and len(first["documents"]) == 2
+    rest = api.get("/documents", params={"offset": 2, "limit": 100}).json()
+    ids = [d["id"] for d in first["documents"] + rest["documents"]]
+    assert len(ids) == 5 and ids == sorted(ids) and UZBEK_DOC in ids
+    assert {"id", "title", "date", "n_chunks"} <= set(first["documents"][0])
+
+
+def test_health_and_ready(api):
+    assert api.get("/health").json() == {"status": "ok"}
+    ready = api.get("/ready").json()
+    assert ready["status"] == "ready"
+    assert ready["documents"] == 5 and ready["chunks"] >= 5
+    assert ready["model"].endswith("all-MiniLM-L6-v2") and ready["index_created"]
+
+
+def test_server_without_an_index_is_alive_but_not_ready(servers):
+    with servers.empty.client() as client:
+        assert client.get("/health").status_code == 200
+        error = assert_error(client.get("/ready"), 503, "index_not_loaded")
+        assert "rag index" in error["message"]
+        assert (
+            "rag index"
+            in assert_error(client.post("/ask", json={"question": CHIRCHIK}), 503)["message"]
+        )
+        assert_error(client.post("/search", json={"query": "tungsten"}), 503)
+        assert_error(client.get("/documents"), 503)
+        assert client.get("/openapi.json").status_code == 200
+
+
+# errors
+
+LONG = "why " * 501  # 2004 characters
+JSON = {"content-type": "application/json"}
+
+
+def raw(body: bytes) -> dict:
+    return {"content": body, "headers": JSON}
+
+
+def ask_body(**fields) -> dict:
+    return {"json": {"question": "x", **fields}}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "code"),
+    [
+        ("POST", "/ask", {"json": {"question": ""}}, 422, "invalid_question"),
+        ("POST", "/ask", {"json": {"question": " \n\t "}}, 422, "invalid_question"),
+        ("POST", "/ask", {"json": {"question": 42}}, 422, "invalid_request"),
+        ("POST", "/ask", {"json": {"question": ["a"]}}, 422, "invalid_request"),
+        ("POST", "/ask", {"json": {"question": None}}, 422, "invalid_request"),
+        ("POST", "/ask", {"json": {}}, 422, "invalid_request"),
+        ("POST", "/ask", {"json": []}, 422, "invalid_request"),
+        ("POST", "/ask", ask_body(k=0), 422, "invalid_request"),
+        ("POST", "/ask", ask_body(k=-3), 422, "invalid_request"),
+        ("POST", "/ask", ask_body(k=51), 422, None),
+        ("POST", "/ask", ask_body(k="5"), 422, "invalid_request"),
+        ("POST", "/ask", ask_body(topk=5), 422, "invalid_request"),
+        ("POST", "/ask", ask_body(filters={"date_from": "soon"}), 422, None),
+        ("POST", "/ask", ask_body(filters={"doc_ids": ["a"] * 1001}), 422, None),
+        ("POST", "/ask", raw(b'{"question": "x",'), 422, "invalid_request"),
+        ("POST", "/ask", raw(b"\xff\xfe"), 422, "invalid_request"),
+        ("POST", "/ask", raw(b'{"question": "\\ud800 tungsten"}'), 422, None),
+        ("POST", "/ask", {"json": {"question": LONG}}, 413, "question_too_long"),
+        ("POST", "/search", {"json": {"query": ""}}, 422, None),
+        ("POST", "/search", {"json": {"k": 3}}, 422, "invalid_request"),
+        ("POST", "/search", {"json": {"query": LONG}}, 413, "question_too_long"),
+        ("POST", "/search", raw(b'{"query": "x", "filters": {"doc_ids": ["\\udfff"]}}'), 422, None),
+        ("GET", "/chunks/no-such-chunk:0", {}, 404, "unknown_chunk"),
+        ("GET", "/chunks/..%2F..%2Fetc%2Fpasswd", {}, 404, "unknown_chunk"),
+        ("GET", "/documents/no-such-document", {}, 404, "unknown_document"),
+        ("GET", "/documents/..%2F..%2Fetc%2Fpasswd", {}, 404, "unknown_document"),
+        ("GET", "/documents/%2E%2E", {}, 404, "unknown_document"),
+        ("GET", "/documents", {"params": {"limit": 0}}, 422, "invalid_request"),
+        ("GET", "/documents", {"params": {"limit": 101}}, 422, "invalid_request"),
+        ("GET", "/documents", {"params": {"offset": -1}}, 422, "invalid_request"),
+        ("GET", "/documents", {"params": {"limit": "many"}}, 422, "invalid_request"),
+        ("GET", "/no/such/route", {}, 404, "not_found"),
+        ("PUT", "/ask", {}, 405, "method_not_allowed"),
+        ("POST", "/documents", {"json": {"documents": []}}, 401, "unauthorized"),
+        ("DELETE", f"/documents/{UZBEK_DOC}", {}, 401, "unauthorized"),
+        ("POST", "/documents", {"json": {}, "headers": {"Authorization": "Bearer x"}}, 403, None),
+    ],
+)
+def test_bad_requests_get_a_clear_json_error(api, method, path, kwargs, status, code):
+    assert_error(api.request(method, path, **kwargs), status, code)
+
+
+def test_bodies_over_the_limit_are_refused_before_being_read(api):
+    big = b'{"question": "' + b"a" * 1_100_000 + b'"}'
+    headers = {"content-type": "application/json"}
+    assert_error(api.post("/ask", content=big, headers=headers), 413, "payload_too_large")
+
+    def chunked():  # no Content-Length: counted as it streams in
+        for i in range(0, len(big), 64_000):
+            yield big[i : i + 64_000]
+
+    assert_error(api.post("/ask", content=chunked(), headers=headers), 413, "payload_too_large")
+    assert ask(api, CHIRCHIK)["answerable"]  # and the server is fine
+
+
+# writes (on the writer server, which also requires a read key)
+
+NEW_DOC = {
+    "id": "tashkent-lithium",
+    "title": "Tashkent opens a lithium refinery",
+    "text": "Tashkent opened a lithium refinery in May 2024.\n\nThe Tashkent lithium refinery "
+    "processes spodumene ore from the Zarafshan valley into battery-grade lithium carbonate.",
+    "date": "2024-05-02",
+}
+NEW_QUESTION = "What ore does the Tashkent lithium refinery process?"
+FILE_TEXT = (
+    "Samarkand gallium plant\n\nThe Samarkand gallium plant recovers gallium from bauxite "
+    "residue and ships it to chip makers in Busan.\n"
+)
+FILE_QUESTION = "What does the Samarkand plant recover gallium from?"
+
+
+def cited(response: dict) -> set[str]:
+    return {c["doc_id"] for c in response["citations"]}
+
+
+def test_keys_guard_reads_and_writes(servers, writer):
+    with servers.writer.client() as anonymous:
+        assert anonymous.get("/health").status_code == 200
+        assert anonymous.get("/ready").status_code == 200
+        assert_error(anonymous.post("/ask", json={"question": CHIRCHIK}), 401, "unauthorized")
+        assert_error(anonymous.post("/documents", json={"documents": [NEW_DOC]}), 401)
+        assert_error(anonymous.delete(f"/documents/{UZBEK_DOC}"), 401)
+        for auth in ("Bearer wrong", f"Bearer {WRITE_KEY}x", f"Basic {WRITE_KEY}", "Bearer ключ"):
+            headers = {"Authorization": auth.encode()}
+            r = anonymous.post("/documents", json={"documents": [NEW_DOC]}, headers=headers)
+            assert r.status_code in (401, 403), r.text
+            assert_error(r, r.status_code)
+        read = {"Authorization": f"Bearer {READ_KEY}"}
+        assert anonymous.post("/ask", json={"question": CHIRCHIK}, headers=read).status_code == 200
+        assert_error(anonymous.post("/documents", json={"documents": [NEW_DOC]}, headers=read), 403)
+    assert writer.get(f"/documents/{UZBEK_DOC}").status_code == 200  # the write key reads too
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({"json": {"documents": [{**NEW_DOC, "text": " \n "}]}}, 422),
+        ({"json": {"documents": [{**NEW_DOC, "id": "a/b"}]}}, 422),
+        ({"json": {"documents": [{**NEW_DOC, "id": ".."}]}}, 422),
+        ({"json": {"documents": [NEW_DOC, NEW_DOC]}}, 422),
+        ({"json": {"documents": [{k: v for k, v in NEW_DOC.items() if k != "text"}]}}, 422),
+        ({"json": {"documents": [NEW_DOC, {**NEW_DOC, "id": "x", "text": ""}]}}, 422),
+        ({"json": {"documents": [{**NEW_DOC, "id": f"d{i}"} for i in range(MAX_DOCS + 1)]}}, 413),
+        ({"json": {"documents": [{**NEW_DOC, "text": "x" * (UPLOAD_LIMIT + 1)}]}}, 413),
+        ({"files": {"files": ("big.txt", b"x " * UPLOAD_LIMIT)}}, 413),
+        ({"files": {"files": ("photo.png", b"\x89PNG\r\n")}}, 415),
+        ({"files": {"files": ("bad.txt", b"\xff\xfe\xfa broken")}}, 422),
+        ({"files": {"other": ("a.txt", b"text")}}, 422),
+        ({"content": b"id,text\n1,hello", "headers": {"content-type": "text/csv"}}, 415),
+        (raw(b'{"documents": ['), 422),
+        (raw(b'{"documents": [{"id": "s", "text": "\\ud800"}]}'), 422),
+        ({"files": {"files": ("s.jsonl", b'{"id": "s", "text": "a \\ud800 b"}')}}, 422),
+    ],
+)
+def test_bad_writes_are_refused_and_change_nothing(writer, kwargs, status):
+    before = writer.get("/ready").json()
+    assert_error(writer.post("/documents", **kwargs), status)
+    after = writer.get("/ready").json()
+    assert after["generation"] == before["generation"]
+    assert writer.get(f"/documents/{NEW_DOC['id']}").status_code == 404
+
+
+def test_documents_added_and_deleted_while_questions_keep_being_answered(writer):
+    errors: list[str] = []
+    answered = 0
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        nonlocal answered
+        with httpx.Client(base_url=str(writer.base_url), headers=writer.headers, timeout=60) as c:
+            while not stop.is_set():
+                try:
+                    r = c.post("/ask", json={"question": CHIRCHIK})
+                    if r.status_code != 200 or "tungsten" not in (r.json()["answer"] or ""):
+                        errors.append(f"{r.status_code}: {r.text[:300]}")
+                    answered += 1
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+
+    threads = [threading.Thread(target=keep_asking) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        assert NEW_DOC["id"] not in cited(ask(writer, NEW_QUESTION))
+
+        r = writer.post("/documents", json={"documents": [NEW_DOC]})
+        assert r.status_code == 200, r.text
+        assert r.json()["ids"] == [NEW_DOC["id"]] and r.json()["report"]["added"] == 1
+        answer = ask(writer, NEW_QUESTION)
+        assert NEW_DOC["id"] in cited(answer) and "spodumene" in answer["answer"]
+        text = writer.get(f"/documents/{NEW_DOC['id']}").json()["text"]
+        for c in answer["citations"]:
+            if c["doc_id"] == NEW_DOC["id"]:
+                assert text[c["start"] : c["end"]] == c["quote"]
+
+        files = {"files": ("samarkand-gallium.md", FILE_TEXT.encode(), "text/markdown")}
+        r = writer.post("/documents", files=files)
+        assert r.status_code == 200, r.text
+        assert r.json()["ids"] == ["samarkand-gallium"]
+        assert "samarkand-gallium" in cited(ask(writer, FILE_QUESTION))
+
+        replaced = {**NEW_DOC, "text": NEW_DOC["text"].replace("spodumene", "petalite")}
+        r = writer.post("/documents", json={"documents": [replaced]})
+        assert r.json()["report"]["changed"] == 1
+        assert "petalite" in ask(writer, NEW_QUESTION)["answer"]
+
+        for doc_id in (NEW_DOC["id"], "samarkand-gallium"):
+            r = writer.delete(f"/documents/{doc_id}")
+            assert r.status_code == 200, r.text
+            assert r.json()["report"]["removed"] == 1
+            assert_error(writer.get(f"/documents/{doc_id}"), 404, "unknown_document")
+            assert_error(writer.delete(f"/documents/{doc_id}"), 404, "unknown_document")
+        assert NEW_DOC["id"] not in cited(ask(writer, NEW_QUESTION))
+        assert "samarkand-gallium" not in cited(ask(writer, FILE_QUESTION))
+        assert writer.get("/documents").json()["total"] == 5
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:5]
+    assert answered > 0
+
+
+# concurrency, docs
+
+QUESTIONS = [
+    CHIRCHIK,
+    "What did Yoon sign in Kazakhstan?",
+    "trade volume between Korea and Uzbekistan",
+    "What is the capital of Turkmenistan?",
+]
+
+
+def test_concurrent_questions_get_the_serial_answers(api):
+    serial = {q: ask(api, q) for q in QUESTIONS}
+
+    def essentials(r: dict) -> tuple:
+        return (r["answer"], r["answerable"], [(c["chunk_id"], c["start"]) for c in r["citations"]])
+
+    # Each concurrent question is new to the server (extra spaces after its first word), so
+    # none comes from the query-embedding cache: the model itself runs concurrently.
+    def variant(i: int) -> tuple[str, str]:
+        base = QUESTIONS[i % len(QUESTIONS)]
+        first, rest = base.split(" ", 1)
+        return base, first + " " * (i + 2) + rest
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda i: (variant(i)[0], ask(api, variant(i)[1])), range(20)))
+    assert len(results) == 20
+    for base, r in results:
+        assert essentials(r) == essentials(serial[base])
+
+
+def test_openapi_documents_every_model_with_examples(api):
+    docs = api.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    schema = api.get("/openapi.json").json()
+    assert {"/ask", "/search", "/chunks/{chunk_id}", "/documents", "/documents/{doc_id}"} <= set(
+        schema["paths"]
+    )
+    assert {"/health", "/ready"} <= set(schema["paths"])
+    models = schema["components"]["schemas"]
+    for name in ("AskRequest", "SearchRequest", "AskResponse", "SearchResponse", "Citation"):
+        assert name in models
+    for name in ("Passage", "DocumentsIn", "DocumentDetail", "ChunkDetail", "ErrorResponse"):
+        assert name in models
+    missing = [n for n, m in models.items() if not ({"example", "examples"} & set(m))]
+    assert not missing, f"schemas without examples: {missing}"
+    ask_body = schema["paths"]["/ask"]["post"]["requestBody"]["content"]["application/json"]
+    assert ask_body["examples"]["chirchik"]["value"]["question"] == CHIRCHIK
+    upload = schema["paths"]["/documents"]["post"]["requestBody"]["content"]
+    assert {"application/json", "multipart/form-data"} <= set(upload)
+
+
+def test_an_unexpected_error_is_a_json_500_without_a_traceback(tmp_path):
+    # The one test in-process: a real server has no route that fails on purpose.
+    import asyncio
+
+    from api.main import create_app
+    from rag.config import Settings
+
+    app = create_app(Settings(index_path=tmp_path / "index"))
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/boom")
+
+    r = asyncio.run(call())
+    assert_error(r, 500, "internal_error")
+    assert "secret internals" not in r.text and "RuntimeError" not in r.text
