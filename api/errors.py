@@ -134,7 +134,17 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     )
 
 
+# FastAPI's answer to a JSON body that json.loads fails on with something other than a
+# JSONDecodeError (bytes that are not UTF-8, nesting too deep): a 400 unlike every other
+# malformed body, which is a 422.
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+        return error_response(
+            422, "invalid_request", "the body is not valid JSON: it is not UTF-8 text, or too deep"
+        )
     code = _STATUS_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":

@@ -17,7 +17,10 @@ from fastapi.openapi.utils import get_openapi
 
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import ask, documents, health
+from api.observability import Metrics, RequestObservability, configure_logging
+from api.observability import router as metrics_router
+from api.ratelimit import RateLimit, RequestTimeout, document_limits
+from api.routes import ask, documents, health, web
 from api.schemas import DocumentsIn
 from api.state import Service
 from rag.config import Settings
@@ -37,6 +40,7 @@ Errors are JSON: `{"error": {"code": ..., "message": ...}}`. Writes need
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     service: Service = app.state.service
     settings: Settings = app.state.settings
+    configure_logging(settings.log_json)
     logger.info(
         "starting: index %s; writes %s; reads %s",
         settings.index_path,
@@ -69,10 +73,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         route_limits={("POST", "/documents"): settings.max_upload_bytes},
     )
+    # Added last, run first: request id, access log and metrics; then the rate; then the time.
+    app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
+    app.add_middleware(
+        RateLimit, per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
+    )
+    app.state.metrics = Metrics(app.state.service)
+    app.add_middleware(RequestObservability, metrics=app.state.metrics, routes=lambda: app.routes)
     app.include_router(ask.router)
     app.include_router(documents.reads)
     app.include_router(documents.writes)
     app.include_router(health.router)
+    app.include_router(metrics_router)
+    web.install(app)  # the page at / and its files under /static
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -91,7 +104,7 @@ def _openapi(app: FastAPI) -> dict:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(models.pop("$defs", {}))
         components["DocumentsIn"] = models
-        app.openapi_schema = schema
+        app.openapi_schema = document_limits(schema)
     return app.openapi_schema
 
 

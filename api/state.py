@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -21,6 +22,7 @@ from api.errors import IndexNotLoaded
 from index import generations
 from index.index import Index
 from rag.config import Settings
+from rag.embedding import Embedder, canonical_model_name
 from rag.engine import Engine
 from rag.errors import IndexStoreError, ModelNotAvailable
 
@@ -38,6 +40,7 @@ class Service:
         self.error = "the index has not been loaded yet"
         self._lock = threading.Lock()
         self._failed_pointer: str | None = None  # a live generation that would not load
+        self.load_seconds: dict[str, float] = {}  # "model", "index": the last loads (/metrics)
 
     # loading
     def start(self) -> None:
@@ -47,7 +50,7 @@ class Service:
 
     def _load(self) -> None:
         try:
-            self.engine = Engine.load(self.settings)
+            self.engine = self._load_engine()
         except (IndexStoreError, ModelNotAvailable) as exc:
             self._failed(str(exc))
             logger.warning("serving without an index: %s", exc)
@@ -65,6 +68,25 @@ class Service:
             stats.model,
             self.settings.index_path,
         )
+
+    def _load_engine(self) -> Engine:
+        """Engine.load's two steps, timed apart: the index, then its model."""
+        started = time.perf_counter()
+        index = Index.load(
+            self.settings.index_path,
+            model=canonical_model_name(self.settings.model) if self.settings.model else None,
+            verify=self.settings.verify_checksums,
+        )
+        loaded = time.perf_counter()
+        self.load_seconds["index"] = loaded - started
+        embedder = Embedder(
+            self.settings.model or index.manifest.model,
+            device=self.settings.device,
+            batch_size=self.settings.batch_size,
+        )
+        self.load_seconds["model"] = time.perf_counter() - loaded
+        index.check_compatible(model=embedder.name, dimension=embedder.dimension)
+        return Engine(self.settings, index, embedder)
 
     def _failed(self, message: str) -> None:
         self.engine = None
@@ -108,9 +130,11 @@ class Service:
     def _follow(self, engine: Engine, pointer: str | None) -> None:
         assert pointer is not None
         try:
+            started = time.perf_counter()
             index = Index.load_generation(
                 self.settings.index_path / pointer, verify=self.settings.verify_checksums
             )
+            self.load_seconds["index"] = time.perf_counter() - started
             index.check_compatible(model=engine.embedder.name, dimension=engine.embedder.dimension)
         except IndexStoreError as exc:
             self._failed_pointer = pointer

@@ -118,7 +118,7 @@ class Index:
                 )
             if verify and sha256_file(file) != entry.sha256:
                 raise IndexCorrupt(f"{file} does not match its checksum in the manifest")
-        faiss_index = vectors.read(path / VECTORS_FILE)
+        faiss_index = vectors.read(path / VECTORS_FILE, manifest.index_params)
         store = ChunkStore(path / STORE_FILE)
         n_chunks = store.count_chunks()
         if faiss_index.ntotal != n_chunks or n_chunks != manifest.n_chunks:
@@ -232,11 +232,14 @@ def write_index(
     tokenizer: str,
     chunking: dict[str, Any],
     corpus_hash: str,
-    index_type: str = "flat",
+    index_type: str = "auto",
     keep: int = 3,
     build_seconds: float | None = None,
 ) -> Index:
     """Write a new generation holding exactly `documents`/`chunks`/`embeddings` and make it live.
+
+    `index_type` is "flat", "hnsw", "ivf" or "auto" (chosen by size, `vectors.choose`); the
+    manifest records the concrete type and its parameters.
 
     The previous generation keeps serving until the pointer switches; a crash before
     then leaves it live and the partial write is cleaned on the next write.
@@ -254,7 +257,10 @@ def write_index(
         number = generations.next_number(root)
         tmp = generations.new_tmp_dir(root)
         try:
-            vectors.write(vectors.build(embeddings, ids, index_type), tmp / VECTORS_FILE)
+            faiss_index = vectors.build(embeddings, ids, index_type)
+            spec = vectors.describe(faiss_index)
+            vectors.write(faiss_index, tmp / VECTORS_FILE)
+            del faiss_index
             write_store(tmp / STORE_FILE, documents, chunks)
             LexicalIndex.build([c.text for c in chunks], ids).save(tmp / LEXICAL_DIR)
             files = {
@@ -268,7 +274,8 @@ def write_index(
                 generation=number,
                 model=model,
                 dimension=dimension,
-                index_type=index_type,
+                index_type=spec.kind,
+                index_params=spec.params,
                 tokenizer=tokenizer,
                 chunking=chunking,
                 corpus_hash=corpus_hash,
@@ -288,5 +295,11 @@ def write_index(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         generations.prune(root, keep)
-    logger.info("wrote index generation %s (%d chunks)", final.name, len(chunks))
+    logger.info(
+        "wrote index generation %s (%d chunks, %s index %s)",
+        final.name,
+        len(chunks),
+        spec.kind,
+        spec.params,
+    )
     return Index.load_generation(final, verify=False)

@@ -29,6 +29,11 @@ class Manifest(BaseModel):
     normalized: bool = True
     metric: str = "inner_product"
     index_type: str = "flat"
+    index_params: dict[str, int] = Field(
+        default_factory=dict,
+        description="Parameters of the vector index: M, efConstruction and efSearch for hnsw; "
+        "nlist and nprobe for ivf; none for flat.",
+    )
     tokenizer: str
     chunking: dict[str, Any]
     corpus_hash: str

@@ -15,6 +15,7 @@ import click
 from pydantic import BaseModel
 
 from rag.config import Settings
+from rag.evaluation.options import eval_options
 
 logger = logging.getLogger("rag")
 
@@ -295,6 +296,75 @@ def stats(ctx: click.Context, index_path: Path | None, as_json: bool) -> None:
         return
     for key, value in result.model_dump().items():
         click.echo(f"{key:14s} {value}")
+
+
+@main.command("eval")
+@eval_options
+@click.pass_context
+@friendly_errors
+def eval_command(ctx: click.Context, **options: Any) -> None:
+    """Evaluate retrieval and answers: on FILE (bundled format, default eval/bundled.jsonl),
+    a BEIR dataset (--beir DIR) or a SQuAD v1.1 file (--squad FILE).
+
+    \b
+    Examples:
+      rag eval                                   # the bundled set, all splits
+      rag eval --split tune --sweep-threshold    # choose the abstention threshold
+      rag eval --min hit@5=0.9 --min answer_accuracy=0.7   # a CI gate
+      rag eval --beir data/scifact --split train --save-run scifact.run
+      rag eval --squad dev-v1.1.json --limit 500 --save-predictions pred.json
+      rag eval --compare --plot recall.png       # every retrieval mode side by side
+    """
+    from rag.evaluation.cli import run_eval
+
+    settings = _settings(
+        ctx, chunk_tokens=options.pop("chunk_tokens"), chunk_overlap=options.pop("chunk_overlap")
+    )
+    run_eval(settings, embedder=ctx.obj.get("embedder"), **options)
+
+
+@main.command()
+@index_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes; each loads the model and the index.",
+)
+@click.pass_context
+def serve(ctx: click.Context, index_path: Path | None, host: str, port: int, workers: int) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs).
+
+    \b
+    Settings come from RAG_* environment variables, e.g.
+      RAG_API_KEY=...          enable writes (POST/DELETE /documents) with this bearer key
+      RAG_READ_API_KEY=...     require a key for reads too
+    Example:
+      rag serve --index .rag/index --port 8000
+      curl -s localhost:8000/ask -H 'content-type: application/json' \\
+           -d '{"question": "What minerals does the Chirchik center target?"}'
+    """
+    import os
+
+    import uvicorn
+
+    if index_path is not None:
+        # Through the environment, so that every worker process builds the same Settings.
+        os.environ["RAG_INDEX_PATH"] = str(index_path.resolve())
+    verbose = ctx.find_root().params.get("verbose", 0)
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="debug" if verbose > 1 else "info",
+    )
 
 
 def _wrap(text: str, indent: str = "", width: int = 100) -> str:

@@ -106,3 +106,23 @@ class Settings(BaseSettings):
         description="Torch threads per server worker. Requests embed their questions in "
         "parallel threads, so one each avoids oversubscribing the CPUs.",
     )
+    rate_limit_per_minute: int = Field(
+        default=600,
+        ge=0,
+        description="Requests per minute per client IP (per worker) before 429; 0 disables. "
+        "/health, /ready and /metrics are exempt.",
+    )
+    rate_limit_burst: int = Field(
+        default=60,
+        ge=1,
+        description="Requests a client may make at once before the per-minute rate applies.",
+    )
+    request_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Longest time to a response before 504; 0 disables. A handler running in "
+        "a worker thread finishes its work after the 504, and its result is discarded.",
+    )
+    log_json: bool = Field(
+        default=False, description="Server logs as one JSON object per line (RAG_LOG_JSON=1)."
+    )

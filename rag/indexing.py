@@ -135,6 +135,7 @@ def build_index(
         tokenizer=settings.tokenizer,
         chunking=chunking_settings(settings),
         corpus_hash=corpus_hash(docs),
+        index_type=settings.index_type,
         keep=settings.keep_generations,
         build_seconds=time.perf_counter() - started,
     )

@@ -54,6 +54,8 @@ def _start(tmp: Path, name: str, *, serve_args: list[str] | None = None, **env: 
     port = _free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     environ.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **env)
+    # These tests ask from one address as fast as they can; tests/test_ops.py tests the limit.
+    environ.setdefault("RAG_RATE_LIMIT_PER_MINUTE", "0")
     log = tmp / f"{name}.log"
     if serve_args is None:
         command = [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory"]

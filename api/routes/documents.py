@@ -11,9 +11,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import EngineDep, ReadAccess, ServiceDep, SettingsDep, WriteAccess
-from api.errors import PayloadTooLarge, UnsupportedMediaType
+from api.errors import InvalidDocuments, PayloadTooLarge, UnsupportedMediaType
 from api.schemas import DocumentPage, DocumentsIn, WriteResult, error_responses
 from api.state import Service
 from api.uploads import UploadedFile, documents_from_files, documents_from_json
@@ -28,6 +29,7 @@ DocId = Annotated[str, Path(description="A document id.", examples=[EXAMPLE_DOC]
 
 
 _READ_ERRORS = error_responses(401, 403, 404, 422, 503)
+MAX_OFFSET = 1_000_000_000  # SQLite's integers end at 2^63; a larger offset was a 500
 
 
 @reads.get("/chunks/{chunk_id:path}", response_model=ChunkDetail, responses=_READ_ERRORS)
@@ -40,7 +42,9 @@ def get_chunk(chunk_id: ChunkId, engine: EngineDep) -> ChunkDetail:
 def list_documents(
     engine: EngineDep,
     settings: SettingsDep,
-    offset: Annotated[int, Query(ge=0, description="Documents to skip.")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Documents to skip (at most 10^9).")
+    ] = 0,
     limit: Annotated[
         int | None, Query(ge=1, description="Page size, at most RAG_MAX_PAGE_SIZE (100).")
     ] = None,
@@ -156,12 +160,17 @@ def _media_type(request: Request) -> str:
 async def _read_files(request: Request, max_files: int) -> list[UploadedFile]:
     try:
         form = await request.form(max_files=max_files, max_fields=max_files + 10)
-    except HTTPException as exc:
-        if exc.status_code == 400 and "Too many files" in str(exc.detail):
+    except StarletteHTTPException as exc:  # Starlette's, which FastAPI's only subclasses
+        if exc.status_code != 400:
+            raise
+        detail = str(exc.detail)
+        if detail.startswith("Too many files"):
             raise PayloadTooLarge(
                 f"more than {max_files} files; the limit is RAG_MAX_DOCUMENTS_PER_REQUEST"
             ) from None
-        raise
+        if detail.startswith(("Too many fields", "Part exceeded", "Field exceeded")):
+            raise PayloadTooLarge(detail) from None
+        raise InvalidDocuments(f"the multipart body is malformed: {detail}") from None
     try:
         files = []
         for value in form.getlist("files"):

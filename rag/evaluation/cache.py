@@ -15,11 +15,10 @@ from index import Document, Index, IndexCorrupt, IndexMismatch, IndexNotFound, c
 from rag.config import Settings
 from rag.documents import corpus_hash
 from rag.embedding import Embedder
+from rag.evaluation.options import DEFAULT_CACHE_DIR
 from rag.indexing import chunking_settings, reusable
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_CACHE_DIR = Path(".rag/eval")
 
 
 @dataclass(frozen=True, slots=True)

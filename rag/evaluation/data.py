@@ -133,7 +133,9 @@ def load_beir(directory: Path, split: str = "test") -> BeirData:
     if not documents:
         raise EvalDataError(f"{directory / 'corpus.jsonl'} holds no documents")
     qrels = read_qrels(qrels_path)
-    all_queries = {str(obj["_id"]): str(obj.get("text", "")) for _, obj in _jsonl(directory / "queries.jsonl")}
+    all_queries = {
+        str(obj["_id"]): str(obj.get("text", "")) for _, obj in _jsonl(directory / "queries.jsonl")
+    }
     missing = [q for q in qrels if q not in all_queries]
     if missing:
         logger.warning("%d judged queries have no text in queries.jsonl; skipped", len(missing))

@@ -35,6 +35,21 @@ def engine_variant(engine: Engine, **updates: Any) -> Engine:
     return type(engine)(engine.settings.model_copy(update=updates), engine.index, engine.embedder)
 
 
+def forget_cached_queries(engine: Engine) -> None:
+    """Drop the embedder's cached query vectors, so that a run's latencies include embedding
+    each question even when an earlier run (another mode) asked the same questions."""
+    embedder = engine.embedder
+    clear = getattr(embedder, "clear_cache", None)
+    if callable(clear):
+        clear()
+        return
+    cache = getattr(embedder, "_cache", None)  # Embedder keeps an LRU of query vectors
+    lock = getattr(embedder, "_cache_lock", None)
+    if cache is not None and lock is not None:
+        with lock:
+            cache.clear()
+
+
 def rank_documents(hits: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
     """Documents ranked by their best chunk's score (ties: first seen first)."""
     best: dict[str, float] = {}
@@ -98,15 +113,12 @@ def retrieve_documents(
     """
     depth = depth or 2 * n_docs
     total = len(engine.index)
-    rankings = [
-        rank_documents((h.doc_id, h.score) for h in hits)
-        for hits in retrieve_chunks(engine, questions, depth, mode=mode, progress=progress)
-    ]
-    retrieved = {i: depth for i in range(len(questions))}
+    first = retrieve_chunks(engine, questions, depth, mode=mode, progress=progress)
+    rankings = [rank_documents((h.doc_id, h.score) for h in hits) for hits in first]
+    # How deep each question has been searched; fewer hits than asked: nothing left to find.
+    retrieved = [depth if len(hits) >= depth else total for hits in first]
     while True:
-        short = [
-            i for i, r in enumerate(rankings) if len(r) < n_docs and retrieved[i] < total
-        ]
+        short = [i for i, r in enumerate(rankings) if len(r) < n_docs and retrieved[i] < total]
         if not short:
             break
         depth = min(2 * depth, total)

@@ -1,0 +1,237 @@
+"""Rate and time limits, as ASGI middlewares: 429 for a client over its rate, 504 for a
+request over its time.
+
+Both are per worker process and in memory: with `rag serve --workers N` a client can make
+up to N times the rate, one bucket in each worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import error_response
+
+logger = logging.getLogger(__name__)
+
+EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})
+"""Probes and scrapes are never rate limited: a busy client must not make a worker look dead."""
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class TokenBuckets:
+    """A token bucket per key: `burst` tokens at most, refilled at `per_minute / 60` a second.
+
+    Memory is bounded: past `max_keys` buckets, those that have refilled completely (their
+    clients idle) are dropped, then the least recently used ones.
+    """
+
+    def __init__(
+        self,
+        per_minute: float,
+        burst: int,
+        *,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if per_minute <= 0 or burst < 1:
+            raise ValueError("per_minute must be positive and burst at least 1")
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self.max_keys = max_keys
+        self.clock = clock
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def take(self, key: str) -> float:
+        """Take a token for `key`: 0.0 when there was one, else the seconds until there is."""
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                self._prune(now)
+            bucket = self._buckets[key] = _Bucket(self.burst, now)
+        else:
+            elapsed = max(0.0, now - bucket.updated)
+            bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
+            bucket.updated = now
+            self._buckets.move_to_end(key)
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self.rate
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _prune(self, now: float) -> None:
+        full = [
+            key
+            for key, b in self._buckets.items()
+            if b.tokens + (now - b.updated) * self.rate >= self.burst
+        ]
+        for key in full:
+            del self._buckets[key]
+        while len(self._buckets) >= self.max_keys:
+            self._buckets.popitem(last=False)
+
+
+def client_ip(scope: Scope) -> str:
+    """The client's address. Behind a reverse proxy, start uvicorn with
+    `--forwarded-allow-ips` so that this is the forwarded client, not the proxy."""
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+class RateLimit:
+    """Refuse a client (by IP) over `per_minute` requests a minute, after a burst of
+    `burst`, with 429, a JSON error and `Retry-After`. `per_minute=0` disables the limit."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        per_minute: int,
+        burst: int,
+        exempt: Iterable[str] = EXEMPT_PATHS,
+    ) -> None:
+        self.app = app
+        self.per_minute = per_minute
+        self.exempt = frozenset(exempt)
+        self.buckets = TokenBuckets(per_minute, burst) if per_minute > 0 else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or self.buckets is None
+            or (scope["path"].rstrip("/") or "/") in self.exempt
+        ):
+            await self.app(scope, receive, send)
+            return
+        wait = self.buckets.take(client_ip(scope))
+        if wait <= 0:
+            await self.app(scope, receive, send)
+            return
+        retry_after = max(1, math.ceil(wait))
+        response = error_response(
+            429,
+            "rate_limited",
+            f"too many requests: the limit is {self.per_minute} a minute per client "
+            f"(RAG_RATE_LIMIT_PER_MINUTE); retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+        await response(scope, receive, send)
+
+
+class RequestTimeout:
+    """Answer 504 when the app has not started its response within `seconds`.
+
+    The app runs in a task of its own, so the 504 goes out on time even while a handler
+    is busy in a worker thread (sync handlers, `run_in_threadpool`). The task is then
+    cancelled: async code stops at its next await, but a thread cannot be interrupted, so
+    it finishes its work (a write started in one completes) and its response is
+    discarded. A response that has started by the deadline is left to finish.
+    `seconds=0` disables the limit.
+    """
+
+    def __init__(self, app: ASGIApp, *, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.seconds <= 0:
+            await self.app(scope, receive, send)
+            return
+
+        started = False
+        timed_out = False
+        finished = anyio.Event()
+        error: Exception | None = None
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if timed_out:
+                return  # the late response of a request already answered with 504
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        async def run() -> None:
+            nonlocal error
+            try:
+                await self.app(scope, receive, guarded_send)
+            except Exception as exc:  # re-raised below, outside the task group
+                error = exc
+            finally:
+                finished.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run)
+            with anyio.move_on_after(self.seconds):
+                await finished.wait()
+            if not finished.is_set() and not started:
+                timed_out = True
+                logger.warning(
+                    "%s %s timed out after %g s", scope["method"], scope["path"], self.seconds
+                )
+                await _timeout_response(self.seconds)(scope, receive, send)
+                group.cancel_scope.cancel()
+            # else: finished, or the response is under way: let it complete.
+        if error is not None:
+            if timed_out:
+                logger.warning("error after a timeout: %s", type(error).__name__)
+                return
+            raise error
+
+
+def _timeout_response(seconds: float):
+    return error_response(
+        504,
+        "timeout",
+        f"the request took longer than {seconds:g} s (RAG_REQUEST_TIMEOUT_SECONDS); a write "
+        "may still complete: check before retrying it",
+    )
+
+
+def document_limits(schema: dict, *, exempt: Iterable[str] = EXEMPT_PATHS) -> dict:
+    """Add the 429 and 504 responses every operation can give to an OpenAPI schema."""
+    exempt = frozenset(exempt)
+    error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            if path not in exempt:
+                responses.setdefault(
+                    "429",
+                    {
+                        "description": "Too many requests from this client: see `Retry-After`.",
+                        "headers": {
+                            "Retry-After": {
+                                "description": "Seconds to wait before retrying.",
+                                "schema": {"type": "integer"},
+                            }
+                        },
+                        "content": {"application/json": {"schema": error_ref}},
+                    },
+                )
+            responses.setdefault(
+                "504",
+                {
+                    "description": "No response within RAG_REQUEST_TIMEOUT_SECONDS.",
+                    "content": {"application/json": {"schema": error_ref}},
+                },
+            )
+    return schema

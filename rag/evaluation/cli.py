@@ -1,0 +1,168 @@
+"""The `rag eval` command's body: check options, run the evaluation, print and save results,
+and exit non-zero when a --min/--max gate fails. The only module of the package that
+talks to the terminal."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import click
+
+from rag.config import PROJECT_ROOT, Settings
+from rag.embedding import Embedder
+from rag.evaluation.data import BUNDLED_SPLITS, EvalDataError
+from rag.evaluation.render import plot_recall, render
+from rag.evaluation.report import Gate, check_gates, parse_gate
+from rag.evaluation.runner import (
+    evaluate_beir,
+    evaluate_bundled,
+    evaluate_squad,
+    metric_names,
+    save_runs,
+)
+from rag.evaluation.runner import save_predictions as write_predictions
+
+DEFAULT_FILE = PROJECT_ROOT / "eval" / "bundled.jsonl"
+
+Kind = Literal["bundled", "beir", "squad"]
+
+
+def resolve_modes(modes: Sequence[str], compare: bool, default: str) -> list[str]:
+    """The retrieval modes to run: those named (comma-separated or repeated), every known
+    mode for a bare --compare, else the configured one."""
+    from rag import engine
+
+    known = tuple(engine.RETRIEVAL_MODES)  # read now: other modes may be added at any time
+    named = [m.strip() for value in modes for m in value.split(",") if m.strip()]
+    chosen = named or (list(known) if compare else [default])
+    unknown = [m for m in chosen if m not in known]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown retrieval mode {', '.join(map(repr, unknown))}; known: {', '.join(known)}",
+            param_hint="--mode",
+        )
+    return list(dict.fromkeys(chosen))
+
+
+def _gates(min_gates: Sequence[str], max_gates: Sequence[str], kind: Kind) -> list[Gate]:
+    gates = []
+    for texts, which in ((min_gates, "min"), (max_gates, "max")):
+        for text in texts:
+            try:
+                gates.append(parse_gate(text, which))
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint=f"--{which}") from None
+    known = metric_names(kind)
+    for gate in gates:
+        if gate.metric not in known:
+            raise click.BadParameter(
+                f"unknown metric {gate.metric!r}; choose from {', '.join(known)}",
+                param_hint=f"--{gate.kind}",
+            )
+    return gates
+
+
+def _refuse(condition: bool, message: str) -> None:
+    if condition:
+        raise click.UsageError(message)
+
+
+def run_eval(
+    settings: Settings,
+    *,
+    embedder: Embedder | None,
+    file: Path | None,
+    beir_dir: Path | None,
+    squad_file: Path | None,
+    split: str | None,
+    index_path: Path | None,
+    cache_dir: Path,
+    modes: Sequence[str],
+    compare: bool,
+    k: int | None,
+    limit: int | None,
+    sweep_threshold: bool,
+    save_predictions: Path | None,
+    save_run: Path | None,
+    plot: Path | None,
+    min_gates: Sequence[str],
+    max_gates: Sequence[str],
+    show_misses: bool,
+    as_json: bool,
+) -> None:
+    sources = [x for x in (file, beir_dir, squad_file) if x is not None]
+    _refuse(len(sources) > 1, "give one of FILE, --beir DIR and --squad FILE")
+    kind: Kind = "beir" if beir_dir else "squad" if squad_file else "bundled"
+    _refuse(sweep_threshold and kind != "bundled", "--sweep-threshold needs a bundled-format file")
+    _refuse(save_run is not None and kind != "beir", "--save-run is for --beir")
+    _refuse(save_predictions is not None and kind == "beir", "--save-predictions is not for --beir")
+    _refuse(limit is not None and kind == "bundled", "--limit is for --beir and --squad")
+    _refuse(limit is not None and limit < 1, "--limit must be at least 1")
+    _refuse(split is not None and kind == "squad", "--split is not for --squad")
+    if kind == "bundled":
+        split = split or "all"
+        _refuse(
+            split not in (*BUNDLED_SPLITS, "all"),
+            f"--split must be one of {', '.join(BUNDLED_SPLITS)}, all",
+        )
+    chosen = resolve_modes(modes, compare, settings.retrieval_mode)
+    gates = _gates(min_gates, max_gates, kind)
+
+    if embedder is None:
+        embedder = Embedder(settings.model, device=settings.device, batch_size=settings.batch_size)
+    common = dict(
+        modes=chosen,
+        verbose=show_misses,
+        index_path=index_path,
+        cache_dir=cache_dir,
+        progress=sys.stderr.isatty(),
+    )
+    try:
+        if kind == "beir":
+            assert beir_dir is not None
+            report, outputs = evaluate_beir(
+                settings, embedder, beir_dir, split=split or "test", limit=limit, **common
+            )
+        elif kind == "squad":
+            assert squad_file is not None
+            report, outputs = evaluate_squad(
+                settings, embedder, squad_file, k=k, limit=limit, **common
+            )
+        else:
+            report, outputs = evaluate_bundled(
+                settings,
+                embedder,
+                file or DEFAULT_FILE,
+                split=split,
+                k=k,
+                sweep=sweep_threshold,
+                **common,
+            )
+    except EvalDataError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    written: list[Path] = []
+    if save_predictions is not None:
+        written += write_predictions(
+            "squad" if kind == "squad" else "bundled", outputs, save_predictions
+        )
+    if save_run is not None:
+        written += save_runs(outputs, save_run)
+    if plot is not None:
+        plot_recall(report, plot)
+        written.append(plot)
+
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+    else:
+        click.echo(render(report))
+        for path in written:
+            click.echo(f"wrote {path}")
+    failures = check_gates(report, gates)
+    for failure in failures:
+        click.echo(f"FAIL: {failure}", err=True)
+    if failures:
+        click.get_current_context().exit(1)

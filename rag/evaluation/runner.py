@@ -1,0 +1,276 @@
+"""Evaluations end to end: data and index in, an `EvalReport` (and each mode's raw outputs) out.
+
+The embedding model is passed in, loaded once by the caller; indexes are built or reused
+under the cache directory unless an existing index is named.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from index import Document
+from rag.config import Settings
+from rag.documents import corpus_hash, load_corpus
+from rag.embedding import Embedder
+from rag.engine import Engine
+from rag.evaluation import beir, bundled, squad
+from rag.evaluation.cache import DEFAULT_CACHE_DIR, prepare_index
+from rag.evaluation.data import (
+    load_beir,
+    load_bundled,
+    load_squad,
+    write_json,
+    write_jsonl,
+    write_trec_run,
+)
+from rag.evaluation.report import EvalReport, RunResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    engine: Engine
+    built: bool
+    seconds: float
+
+
+def open_engine(
+    settings: Settings,
+    embedder: Embedder,
+    documents: Sequence[Document],
+    *,
+    name: str,
+    index_path: Path | None = None,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+) -> Opened:
+    """An engine over `index_path` if given (it should hold `documents`), else over a cached
+    index of `documents` under `cache_dir`, built if need be."""
+    if index_path is not None:
+        engine = Engine.load(settings.model_copy(update={"index_path": index_path}), embedder)
+        if engine.index.manifest.corpus_hash != corpus_hash(documents):
+            logger.warning(
+                "the index at %s does not hold exactly the evaluation corpus (%d documents); "
+                "figures may not be comparable",
+                index_path,
+                len(documents),
+            )
+        return Opened(engine, False, 0.0)
+    prepared = prepare_index(settings, embedder, documents, name=name, cache_dir=cache_dir)
+    return Opened(Engine.load(prepared.settings, embedder), prepared.built, prepared.seconds)
+
+
+def _report(
+    kind: Literal["bundled", "beir", "squad"],
+    opened: Opened,
+    runs: list[RunResult],
+    *,
+    dataset: str,
+    split: str,
+    primary_group: str,
+    n_questions: int,
+    k: int | None = None,
+    min_score: float | None = None,
+) -> EvalReport:
+    manifest = opened.engine.index.manifest
+    return EvalReport(
+        kind=kind,
+        dataset=dataset,
+        split=split,
+        primary_group=primary_group,
+        n_questions=n_questions,
+        index_path=str(opened.engine.index.path.parent),
+        index_built=opened.built,
+        index_seconds=opened.seconds,
+        n_documents=manifest.n_documents,
+        n_chunks=manifest.n_chunks,
+        model=manifest.model,
+        chunking=manifest.chunking,
+        k=k,
+        min_score=min_score,
+        runs=runs,
+    )
+
+
+def evaluate_bundled(
+    settings: Settings,
+    embedder: Embedder,
+    path: Path,
+    *,
+    modes: Sequence[str],
+    split: str = "all",
+    k: int | None = None,
+    sweep: bool = False,
+    verbose: bool = False,
+    index_path: Path | None = None,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    progress: bool = False,
+) -> tuple[EvalReport, dict[str, list[bundled.Prediction]]]:
+    """The bundled-format question set at `path` over the bundled corpus (or `index_path`)."""
+    items = load_bundled(path)
+    documents = load_corpus(settings.corpus_dir, max_file_bytes=settings.max_file_bytes)
+    opened = open_engine(
+        settings, embedder, documents, name="bundled", index_path=index_path, cache_dir=cache_dir
+    )
+    runs, outputs = [], {}
+    for mode in modes:
+        run, predictions = bundled.run_bundled(
+            opened.engine,
+            items,
+            split=split,
+            mode=mode,
+            k=k,
+            sweep=sweep,
+            verbose=verbose,
+            progress=progress,
+        )
+        runs.append(run)
+        outputs[mode] = predictions
+    n = sum(1 for it in items if split == "all" or it.split == split)
+    report = _report(
+        "bundled",
+        opened,
+        runs,
+        dataset=str(path),
+        split=split,
+        primary_group=split,
+        n_questions=n,
+        k=k or opened.engine.settings.k,
+        min_score=opened.engine.settings.min_score,
+    )
+    return report, outputs
+
+
+def evaluate_beir(
+    settings: Settings,
+    embedder: Embedder,
+    directory: Path,
+    *,
+    modes: Sequence[str],
+    split: str = "test",
+    limit: int | None = None,
+    verbose: bool = False,
+    index_path: Path | None = None,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    progress: bool = False,
+) -> tuple[EvalReport, dict[str, beir.Run]]:
+    """A BEIR-format dataset: retrieval only, scored with ir-measures; `limit`: the first N
+    judged queries."""
+    data = load_beir(directory, split)
+    if limit is not None:
+        queries = dict(list(data.queries.items())[:limit])
+        data = replace(data, queries=queries, qrels={q: data.qrels[q] for q in queries})
+    opened = open_engine(
+        settings,
+        embedder,
+        data.documents,
+        name=f"beir-{data.name}",
+        index_path=index_path,
+        cache_dir=cache_dir,
+    )
+    runs, outputs = [], {}
+    for mode in modes:
+        run, ranked = beir.run_beir(
+            opened.engine, data, mode=mode, verbose=verbose, progress=progress, group=split
+        )
+        runs.append(run)
+        outputs[mode] = ranked
+    report = _report(
+        "beir",
+        opened,
+        runs,
+        dataset=str(directory),
+        split=split if limit is None else f"{split}, first {limit}",
+        primary_group=split,
+        n_questions=len(data.queries),
+    )
+    return report, outputs
+
+
+def evaluate_squad(
+    settings: Settings,
+    embedder: Embedder,
+    path: Path,
+    *,
+    modes: Sequence[str],
+    k: int | None = None,
+    limit: int | None = None,
+    verbose: bool = False,
+    index_path: Path | None = None,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    progress: bool = False,
+) -> tuple[EvalReport, dict[str, list[squad.SquadPrediction]]]:
+    """A SQuAD v1.1 file, open-domain over all its paragraphs; `limit`: the first N questions."""
+    data = load_squad(path)
+    questions = data.questions[:limit] if limit is not None else data.questions
+    opened = open_engine(
+        settings,
+        embedder,
+        data.documents,
+        name=f"squad-{data.name}",
+        index_path=index_path,
+        cache_dir=cache_dir,
+    )
+    runs, outputs = [], {}
+    for mode in modes:
+        run, predictions = squad.run_squad(
+            opened.engine, questions, mode=mode, k=k, verbose=verbose, progress=progress
+        )
+        runs.append(run)
+        outputs[mode] = predictions
+    report = _report(
+        "squad",
+        opened,
+        runs,
+        dataset=str(path),
+        split="all" if limit is None else f"first {limit}",
+        primary_group="all",
+        n_questions=len(questions),
+        k=k or opened.engine.settings.k,
+        min_score=opened.engine.settings.min_score,
+    )
+    return report, outputs
+
+
+def metric_names(kind: Literal["bundled", "beir", "squad"]) -> list[str]:
+    """The metrics an evaluation of `kind` reports (what --min/--max may name)."""
+    if kind == "bundled":
+        return list(bundled.score_predictions([]))
+    if kind == "squad":
+        return list(squad.score_predictions([]))
+    return list(beir.METRIC_NAMES)
+
+
+def output_paths(path: Path, modes: Sequence[str]) -> dict[str, Path]:
+    """`path` for a single mode; `<stem>.<mode><suffix>` beside it for each of several."""
+    path = Path(path)
+    if len(modes) == 1:
+        return {modes[0]: path}
+    return {mode: path.with_name(f"{path.stem}.{mode}{path.suffix}") for mode in modes}
+
+
+def save_predictions(
+    kind: Literal["bundled", "squad"], outputs: dict[str, list], path: Path
+) -> list[Path]:
+    """Bundled: one JSON object per question (JSONL). SQuAD: the official `{id: answer}`."""
+    written = []
+    for mode, target in output_paths(path, list(outputs)).items():
+        if kind == "squad":
+            write_json(target, squad.official_predictions(outputs[mode]))
+        else:
+            write_jsonl(target, (p.to_json() for p in outputs[mode]))
+        written.append(target)
+    return written
+
+
+def save_runs(outputs: dict[str, beir.Run], path: Path) -> list[Path]:
+    """TREC run files, tagged `rag-<mode>`."""
+    written = []
+    for mode, target in output_paths(path, list(outputs)).items():
+        write_trec_run(target, outputs[mode], tag=f"rag-{mode}")
+        written.append(target)
+    return written

@@ -1,0 +1,161 @@
+"""SQuAD v1.1, open-domain: every paragraph is a document of one corpus; each question is
+asked of the whole corpus. Scores whether the gold paragraph is retrieved and how the
+answer compares with the gold answers (contains-gold, official EM and F1)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from tqdm.auto import tqdm
+
+from rag import metrics as m
+from rag.engine import Engine
+from rag.evaluation.data import SquadQuestion
+from rag.evaluation.report import Metrics, Miss, RunResult
+from rag.evaluation.retrieval import engine_variant, forget_cached_queries, retrieve_documents
+
+HIT_KS = (1, 5, 10)
+CURVE_KS = tuple(range(1, max(HIT_KS) + 1))
+
+
+@dataclass(frozen=True, slots=True)
+class SquadPrediction:
+    id: str
+    question: str
+    gold_answers: list[str]
+    gold_doc_id: str
+    answered: bool
+    answer: str | None
+    confidence: float
+    retrieved_doc_ids: list[str]  # top 10 paragraphs, best first
+    latency_ms: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def official_predictions(predictions: Sequence[SquadPrediction]) -> dict[str, str]:
+    """The official SQuAD predictions format: question id -> answer ('' when abstaining)."""
+    return {p.id: (p.answer or "") if p.answered else "" for p in predictions}
+
+
+def score_predictions(predictions: Sequence[SquadPrediction]) -> Metrics:
+    out: Metrics = {"questions": len(predictions)}
+    for k in HIT_KS:
+        out[f"hit@{k}"] = m.mean(
+            m.hit_at_k(p.retrieved_doc_ids, {p.gold_doc_id}, k) for p in predictions
+        )
+    out["mrr@10"] = m.mean(
+        m.reciprocal_rank(p.retrieved_doc_ids, {p.gold_doc_id}, 10) for p in predictions
+    )
+    answers = [(p.answer or "") if p.answered else "" for p in predictions]
+    out["answer_contains"] = m.mean(
+        float(m.contains_gold(a, p.gold_answers)) for a, p in zip(answers, predictions, strict=True)
+    )
+    out["exact_match"] = m.mean(
+        m.exact_match(a, p.gold_answers) for a, p in zip(answers, predictions, strict=True)
+    )
+    out["f1"] = m.mean(
+        m.token_f1(a, p.gold_answers) for a, p in zip(answers, predictions, strict=True)
+    )
+    out["abstention_rate"] = m.mean(float(not p.answered) for p in predictions)
+    latencies = [p.latency_ms for p in predictions]
+    out["latency_p50_ms"] = m.percentile(latencies, 50)
+    out["latency_p95_ms"] = m.percentile(latencies, 95)
+    return out
+
+
+def recall_curve(predictions: Sequence[SquadPrediction]) -> dict[int, float]:
+    curve = {}
+    for k in CURVE_KS:
+        value = m.mean(m.hit_at_k(p.retrieved_doc_ids, {p.gold_doc_id}, k) for p in predictions)
+        if value is not None:
+            curve[k] = value
+    return curve
+
+
+def misses(predictions: Sequence[SquadPrediction]) -> list[Miss]:
+    out = []
+    for p in predictions:
+        reasons = []
+        if p.gold_doc_id not in p.retrieved_doc_ids:
+            reasons.append("gold paragraph not in the top 10")
+        if not p.answered:
+            reasons.append("abstained")
+        elif not m.contains_gold(p.answer, p.gold_answers):
+            reasons.append("answer lacks every gold answer")
+        if reasons:
+            out.append(
+                Miss(
+                    id=p.id,
+                    question=p.question,
+                    reasons=reasons,
+                    answer=p.answer,
+                    gold_answers=p.gold_answers,
+                    gold_doc_ids=[p.gold_doc_id],
+                    retrieved_doc_ids=p.retrieved_doc_ids,
+                    confidence=p.confidence,
+                )
+            )
+    return out
+
+
+def predict(
+    engine: Engine,
+    questions: Sequence[SquadQuestion],
+    *,
+    mode: str | None = None,
+    k: int | None = None,
+    progress: bool = False,
+) -> list[SquadPrediction]:
+    mode = mode or engine.settings.retrieval_mode
+    engine = engine_variant(engine, retrieval_mode=mode)
+    rankings = retrieve_documents(
+        engine, [q.question for q in questions], max(HIT_KS), mode=mode, progress=progress
+    )
+    forget_cached_queries(engine)
+    out = []
+    for q, ranking in tqdm(
+        list(zip(questions, rankings, strict=True)), desc=f"ask ({mode})", disable=not progress
+    ):
+        started = time.perf_counter()
+        r = engine.ask(q.question, k=k)
+        latency = (time.perf_counter() - started) * 1000
+        out.append(
+            SquadPrediction(
+                id=q.id,
+                question=q.question,
+                gold_answers=list(q.answers),
+                gold_doc_id=q.doc_id,
+                answered=r.answerable,
+                answer=r.answer,
+                confidence=r.confidence,
+                retrieved_doc_ids=[doc_id for doc_id, _ in ranking],
+                latency_ms=round(latency, 3),
+            )
+        )
+    return out
+
+
+def run_squad(
+    engine: Engine,
+    questions: Sequence[SquadQuestion],
+    *,
+    mode: str | None = None,
+    k: int | None = None,
+    verbose: bool = False,
+    progress: bool = False,
+) -> tuple[RunResult, list[SquadPrediction]]:
+    mode = mode or engine.settings.retrieval_mode
+    started = time.perf_counter()
+    predictions = predict(engine, questions, mode=mode, k=k, progress=progress)
+    result = RunResult(
+        mode=mode,
+        metrics={"all": score_predictions(predictions)},
+        recall_curve=recall_curve(predictions),
+        misses=misses(predictions) if verbose else None,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    return result, predictions
