@@ -8,11 +8,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from tqdm.auto import tqdm
-
 from rag import metrics as m
 from rag.engine import Engine
 from rag.evaluation.data import BUNDLED_SPLITS, QAItem
+from rag.evaluation.progress import track
 from rag.evaluation.report import Metrics, Miss, RunResult, SweepRow
 from rag.evaluation.retrieval import engine_variant, forget_cached_queries, retrieve_chunks
 from rag.models import Citation
@@ -240,8 +239,8 @@ def predict(
     forced = engine_variant(engine, min_score=-math.inf) if force_answers else None
     forget_cached_queries(engine)
     predictions = []
-    for item, hits in tqdm(
-        list(zip(items, retrieved, strict=True)), desc=f"ask ({mode})", disable=not progress
+    for item, hits in track(
+        list(zip(items, retrieved, strict=True)), f"ask ({mode})", bar=progress
     ):
         started = time.perf_counter()
         r = engine.ask(item.question, k=k)

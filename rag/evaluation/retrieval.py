@@ -11,9 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from rag.engine import Engine
+from rag.evaluation.progress import track
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ def retrieve_chunks(
     if k > engine.settings.max_k:
         engine = engine_variant(engine, max_k=k)
     out = []
-    for q in tqdm(questions, desc=f"retrieve ({mode})", disable=not progress, leave=False):
+    for q in track(questions, f"retrieve ({mode})", bar=progress):
         passages = engine.retrieve(q, k, mode=mode)
         out.append([ChunkHit(p.doc_id, p.chunk_id, p.score) for p in passages])
     return out

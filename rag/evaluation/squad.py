@@ -8,11 +8,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from tqdm.auto import tqdm
-
 from rag import metrics as m
 from rag.engine import Engine
 from rag.evaluation.data import SquadQuestion
+from rag.evaluation.progress import track
 from rag.evaluation.report import Metrics, Miss, RunResult
 from rag.evaluation.retrieval import engine_variant, forget_cached_queries, retrieve_documents
 
@@ -117,8 +116,8 @@ def predict(
     )
     forget_cached_queries(engine)
     out = []
-    for q, ranking in tqdm(
-        list(zip(questions, rankings, strict=True)), desc=f"ask ({mode})", disable=not progress
+    for q, ranking in track(
+        list(zip(questions, rankings, strict=True)), f"ask ({mode})", bar=progress
     ):
         started = time.perf_counter()
         r = engine.ask(q.question, k=k)
