@@ -152,36 +152,32 @@ class TokenCounter:
         return len(self.encoding.encode_ordinary(text))
 
     def split(self, text: str, start: int, end: int, max_tokens: int) -> list[Span]:
-        """Split text[start:end] into pieces of at most `max_tokens` tokens, cutting at white
-        space where one falls in the last quarter of a piece."""
-        tokens = self.encoding.encode_ordinary(text[start:end])
-        # Character offset of each token boundary (tiktoken tokens may split a character).
-        _, offsets = self.encoding.decode_with_offsets(tokens)
+        """Split text[start:end] into pieces of at most `max_tokens` tokens that together cover
+        it, cutting at white space where one falls in the last quarter of a piece."""
         pieces: list[Span] = []
-        i = 0
-        while i < len(tokens):
-            j = min(i + max_tokens, len(tokens))
-            piece_start = start + offsets[i]
-            piece_end = end if j == len(tokens) else start + offsets[j]
-            if j < len(tokens):
-                cut = text.rfind(" ", piece_start, piece_end)
-                if cut > piece_start + (piece_end - piece_start) * 3 // 4:
-                    piece_end = cut
-            # Never emit a piece over the limit (a cut can change how tokens merge).
-            while piece_end > piece_start + 1 and self(text[piece_start:piece_end]) > max_tokens:
-                piece_end -= 1
-            if piece_end <= piece_start:
-                piece_end = piece_start + 1
-            pieces.append(Span(piece_start, piece_end))
-            i = _first_token_at_or_after(offsets, piece_end - start, i + 1)
+        pos = start
+        while pos < end:
+            while pos < end and text[pos].isspace():
+                pos += 1
+            if pos >= end:
+                break
+            # Guess the cut from token offsets of a window, then make sure of it by counting
+            # the exact piece: cutting changes how tokens merge (" þ" and "þ" differ).
+            window = text[pos : min(end, pos + 16 * max_tokens + 16)]
+            tokens = self.encoding.encode_ordinary(window)
+            if len(tokens) <= max_tokens and pos + len(window) == end:
+                cut = end
+            else:
+                _, offsets = self.encoding.decode_with_offsets(tokens)
+                cut = pos + max(1, offsets[min(max_tokens, len(offsets) - 1)])
+                space = text.rfind(" ", pos, cut)
+                if space > pos + (cut - pos) * 3 // 4:
+                    cut = space
+            while cut > pos + 1 and self(text[pos:cut]) > max_tokens:
+                cut -= 1
+            pieces.append(Span(pos, cut))
+            pos = cut
         return [t for t in (_trim(text, p) for p in pieces) if t.end > t.start]
-
-
-def _first_token_at_or_after(offsets: list[int], char: int, lo: int) -> int:
-    for k in range(lo, len(offsets)):
-        if offsets[k] >= char:
-            return k
-    return len(offsets)
 
 
 def chunk_spans(text: str, count: TokenCounter, max_tokens: int, overlap: int) -> list[Span]:

@@ -64,3 +64,16 @@ def test_sentence_splitter_keeps_abbreviations():
     text = "Dr. Smith went to the U.S. in Jan. 2020. He met Mr. Lee. Then left!"
     got = [text[s.start : s.end] for s in split_sentences(text)]
     assert got == ["Dr. Smith went to the U.S. in Jan. 2020.", "He met Mr. Lee.", "Then left!"]
+
+
+def test_pieces_respect_the_limit_after_trimming():
+    # Found by hypothesis: "  þ" and "þ" tokenise differently, so a piece must be counted as
+    # emitted (trimmed), and cuts inside a token must not lose characters.
+    for text in [
+        "a \n\x81Dr. U.S. U.S. U.S. \x81  þ é\x81aDr. \x81\x81",
+        "\x81  aword þ.éé  þ\x81U.S. þ.😀é",
+    ]:
+        chunks = chunk_text("d", text, max_tokens=4, overlap=1)
+        assert all(COUNT(c.text) <= 4 for c in chunks)
+        covered = {i for c in chunks for i in range(c.start, c.end)}
+        assert {i for i, ch in enumerate(text) if not ch.isspace()} <= covered
