@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     index_type: Literal["auto", "flat", "hnsw", "ivf"] = Field(
         default="auto",
         description="Vector index: flat (exact), hnsw or ivf (approximate), or auto: exact up "
-        "to 200,000 chunks, HNSW above (recall@10 >= 0.95 against exact; see README, Benchmark).",
+        "to 100,000 chunks, HNSW above (recall@10 >= 0.95 against exact; see README, Benchmark).",
     )
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = Field(
         default="hybrid", description="Retrieval: dense (embeddings), bm25 (words) or hybrid."
@@ -103,8 +103,9 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         default=1,
         ge=1,
-        description="Torch threads per server worker. Requests embed their questions in "
-        "parallel threads, so one each avoids oversubscribing the CPUs.",
+        description="Torch threads for query embedding (server workers, `rag ask`, `rag eval`). "
+        "Requests embed their questions in parallel threads, so one each avoids "
+        "oversubscribing the CPUs.",
     )
     rate_limit_per_minute: int = Field(
         default=600,

@@ -56,6 +56,7 @@ class Engine:
                 settings.model or index.manifest.model,
                 device=settings.device,
                 batch_size=settings.batch_size,
+                threads=settings.torch_threads,
             )
         index.check_compatible(model=embedder.name, dimension=embedder.dimension)
         return cls(settings, index, embedder)

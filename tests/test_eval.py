@@ -12,10 +12,11 @@ from click.testing import CliRunner
 
 from rag import metrics as m
 from rag.cli import main
+from rag.engine import RETRIEVAL_MODES
 from rag.evaluation.bundled import CitationCheck, Prediction, threshold_sweep
 from rag.evaluation.data import EvalDataError, load_beir, load_bundled, read_trec_run
 from rag.evaluation.report import EvalReport
-from rag.evaluation.retrieval import rank_documents
+from rag.evaluation.retrieval import rank_documents, retrieve_chunks
 
 BUNDLED_LINES = [
     {
@@ -413,8 +414,6 @@ def test_beir_run_agrees_with_ir_measures_and_writes_a_trec_run(embedder, beir_d
 
 
 def test_compare_runs_every_mode_and_plots(embedder, beir_dir, tmp_path):
-    from rag.engine import RETRIEVAL_MODES
-
     plot = tmp_path / "recall.png"
     code, stdout, stderr = rag_eval(
         embedder,
@@ -427,6 +426,16 @@ def test_compare_runs_every_mode_and_plots(embedder, beir_dir, tmp_path):
         assert (tmp_path / f"tiny.{mode}.run").is_file() or len(RETRIEVAL_MODES) == 1
     assert "ndcg@10" in stdout
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("mode", RETRIEVAL_MODES)
+def test_batched_retrieval_matches_the_engine_one_question_at_a_time(engine, mode):
+    questions = [x["question"] for x in BUNDLED_LINES]
+    batched = retrieve_chunks(engine, questions, 8, mode=mode)
+    for question, hits in zip(questions, batched, strict=True):
+        one = engine.retrieve(question, 8, mode=mode)
+        assert [h.chunk_id for h in hits] == [p.chunk_id for p in one]
+        assert [h.score for h in hits] == pytest.approx([p.score for p in one], abs=1e-5)
 
 
 def test_rank_documents_scores_each_by_its_best_chunk():

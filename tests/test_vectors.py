@@ -156,7 +156,7 @@ def test_index_load_of_an_hnsw_index_end_to_end(embedder, bundled_documents, fre
     assert index.manifest.index_type == "hnsw"
     params = index.manifest.index_params
     assert params == {**vectors.choose(len(index), "hnsw").params, "efSearch": params["efSearch"]}
-    assert params["efSearch"] >= vectors.HNSW_EF_LADDER[0]
+    assert params["efSearch"] >= vectors.HNSW_MIN_EF_SEARCH
     assert vectors.describe(index.faiss_index).kind == "hnsw"
 
     engine = Engine.load(settings, embedder=embedder)

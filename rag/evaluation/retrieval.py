@@ -1,7 +1,8 @@
 """Retrieval for many questions at once, and document rankings from chunk rankings.
 
-Dense retrieval is batched: every question is embedded in one `encode` call and FAISS
-searches them together. Other modes go through `Engine.retrieve` one question at a time.
+Every question is embedded in one `encode` call. Dense retrieval then searches FAISS with
+all of them at once; other modes go through `Engine.retrieve` one question at a time, with
+the precomputed vectors.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from rag.engine import Engine
 from rag.evaluation.progress import track
@@ -25,6 +28,22 @@ class ChunkHit:
     doc_id: str
     chunk_id: str
     score: float
+
+
+class PrecomputedQueries:
+    """An embedder that answers `encode_query` from vectors computed in one batch, and
+    delegates everything else to the real one."""
+
+    def __init__(self, embedder: Any, texts: Sequence[str], vectors: np.ndarray):
+        self._embedder = embedder
+        self._vectors = dict(zip(texts, vectors, strict=True))
+
+    def encode_query(self, text: str) -> np.ndarray:
+        vector = self._vectors.get(text)
+        return vector if vector is not None else self._embedder.encode_query(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._embedder, name)
 
 
 def engine_variant(engine: Engine, **updates: Any) -> Engine:
@@ -74,6 +93,10 @@ def retrieve_chunks(
         return _dense_batch(engine, questions, k, progress=progress)
     if k > engine.settings.max_k:
         engine = engine_variant(engine, max_k=k)
+    # Embed every question in one batch, then let the engine rank with those vectors.
+    vectors = engine.embedder.encode([q.strip() for q in questions], progress=progress)
+    embedder = PrecomputedQueries(engine.embedder, [q.strip() for q in questions], vectors)
+    engine = type(engine)(engine.settings, engine.index, embedder)
     out = []
     for q in track(questions, f"retrieve ({mode})", bar=progress):
         passages = engine.retrieve(q, k, mode=mode)
