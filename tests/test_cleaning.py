@@ -13,7 +13,15 @@ EXPECTED_DATES = {
     "003_fbb2cdbfd2149aa7": "2024-06-15",  # "news-15062024-034527"
     "004_a42af59a74583b78": "2024-06-14",  # "14 June 2024 13:47"
 }
-BOILERPLATE = {"Advertisment", "Advertisement here", "From", "Send to", "Read more", "Tags:", "Latest"}
+BOILERPLATE = {
+    "Advertisment",
+    "Advertisement here",
+    "From",
+    "Send to",
+    "Read more",
+    "Tags:",
+    "Latest",
+}
 
 
 def cleaned(doc_id: str):

@@ -22,7 +22,10 @@ def test_manifest_records_what_built_it(engine):
     m = engine.index.manifest
     assert m.model == "sentence-transformers/all-MiniLM-L6-v2"
     assert m.dimension == 384 and m.normalized and m.tokenizer == "cl100k_base"
-    assert m.chunking == {"max_tokens": engine.settings.chunk_tokens, "overlap": engine.settings.chunk_overlap}
+    assert m.chunking == {
+        "max_tokens": engine.settings.chunk_tokens,
+        "overlap": engine.settings.chunk_overlap,
+    }
     assert m.n_documents == 5 and m.n_chunks == len(engine.index) > 5
     assert {"vectors.faiss", "store.sqlite", "bm25/vector_ids.npy"} <= set(m.files)
     assert {"faiss", "numpy", "python"} <= set(m.versions)
@@ -103,7 +106,9 @@ def test_old_generations_are_pruned(bundled_documents, embedder, fresh_settings)
     assert current(settings.index_path) == gens[0]
 
 
-def test_a_crashed_write_leaves_the_live_index_and_is_cleaned(bundled_documents, embedder, fresh_settings):
+def test_a_crashed_write_leaves_the_live_index_and_is_cleaned(
+    bundled_documents, embedder, fresh_settings
+):
     build_index(fresh_settings, embedder, bundled_documents[:2])
     leftover = fresh_settings.index_path / ".tmp-12345-deadbeef"
     leftover.mkdir()
