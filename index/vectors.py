@@ -33,15 +33,17 @@ logger = logging.getLogger(__name__)
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf")
 
-# Measured with `python eval/bench.py --sections scaling tuning` (README, "Benchmark"), 2 cores:
-# exact search is memory-bound at ~0.24 ms of CPU per 1,000 384-d vectors (24 ms at 100k,
-# ~240 ms at 1M), HNSW stays under ~1 ms at recall@10 >= 0.98. "auto" keeps exact search
-# while it costs no more than embedding the question (~25 ms of CPU), i.e. up to 100k.
+# Measured with `python eval/bench.py --sections scaling tuning` on 2 cores (README,
+# "Benchmark"). Exact search is memory-bound: ~25 ms of CPU per query at 100k 384-d vectors,
+# ten times that at 1M. "auto" keeps it while it costs no more than embedding the question
+# (~25 ms of CPU on one core), i.e. up to 100k vectors, and uses HNSW above: at 100k it
+# reaches recall@10 0.98 in ~2 ms, where IVF needs 256 of its 1,265 lists for 0.96 (3 ms).
 AUTO_FLAT_MAX_VECTORS = 100_000
 
-# At 100k vectors, M=32 with efConstruction=40 builds 1.8x faster than efConstruction=80 and
-# 7x faster than 200, and reaches the same recall with an efSearch higher by a fraction of a
-# millisecond; M=16 needs twice the efSearch for the same recall.
+# For recall@10 >= 0.98 at 100k vectors: M=32, efConstruction=40 needs efSearch 128 (1.9 ms)
+# and builds in 31 s; efConstruction 80 or 200 need the same efSearch and build in 67 s and
+# 410 s; M=16 needs efSearch 512 (3.2 ms); M=48 (efC 80) needs 64 (1.2 ms) but builds in
+# 147 s. Every update rebuilds the vector index, so the build time counts.
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
 HNSW_MAX_EF_SEARCH = 4096
@@ -50,11 +52,12 @@ IVF_LISTS_PER_SQRT_N = 4
 IVF_MIN_POINTS_PER_LIST = 39  # FAISS's own minimum for k-means training
 IVF_TRAIN_POINTS_PER_LIST = 64
 
-# efSearch / nprobe are calibrated on each build: the smallest value on the ladder whose
-# recall@10 against exact search, for a seeded sample of the stored vectors used as queries
-# (each without itself), reaches CALIBRATION_TARGET. Real questions sit a little further
-# from the chunks than chunks from each other, and score ~0.02 lower (README, Benchmark),
-# so the target is above the 0.95 that questions must reach.
+# efSearch / nprobe are calibrated on each build: the smallest value on a ladder (x1.5, x4/3,
+# ... from HNSW_MIN_EF_SEARCH / IVF_MIN_NPROBE) whose recall@10 against exact search, for a
+# seeded sample of the stored vectors used as queries (each without itself), reaches
+# CALIBRATION_TARGET. Real questions sit a little further from the chunks than chunks from
+# each other (SciFact: recall 0.02 lower at the same setting), so the target is above the
+# 0.95 that questions must reach.
 RECALL_TARGET = 0.95
 CALIBRATION_TARGET = 0.98
 CALIBRATION_QUERIES = 256

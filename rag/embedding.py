@@ -97,6 +97,11 @@ class Embedder:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def clear_cache(self) -> None:
+        """Forget cached query vectors (e.g. to time query embedding honestly)."""
+        with self._cache_lock:
+            self._cache.clear()
+
     def encode_query(self, text: str) -> np.ndarray:
         """One query's vector; repeated questions come from a bounded LRU cache."""
         with self._cache_lock:
