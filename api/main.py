@@ -24,6 +24,7 @@ from api.routes import ask, documents, health, web
 from api.schemas import DocumentsIn
 from api.state import Service
 from rag.config import Settings
+from rag.embedding import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
+    """The app; `embedder`: an already loaded model to serve with instead of loading one."""
     settings = settings or Settings()
     app = FastAPI(
         title="rag-cited",
@@ -66,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     app.state.settings = settings
-    app.state.service = Service(settings)
+    app.state.service = Service(settings, embedder=embedder)
     install_error_handlers(app)
     app.add_middleware(
         BodySizeLimit,

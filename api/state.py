@@ -34,8 +34,9 @@ WRITE_LOCK = ".api-write.lock"
 
 
 class Service:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
+        self._embedder = embedder  # an already loaded model to use (tests fork warm servers)
         self.engine: Engine | None = None
         self.error = "the index has not been loaded yet"
         self._lock = threading.Lock()
@@ -46,6 +47,10 @@ class Service:
     def start(self) -> None:
         """Load the model and the index (at startup). Failure leaves the service unready."""
         with self._lock:
+            try:
+                generations.clean_leftovers_if_idle(self.settings.index_path)
+            except OSError as exc:  # a read-only index still serves
+                logger.warning("could not clean leftovers of interrupted writes: %s", exc)
             self._load()
 
     def _load(self) -> None:
@@ -79,7 +84,7 @@ class Service:
         )
         loaded = time.perf_counter()
         self.load_seconds["index"] = loaded - started
-        embedder = Embedder(
+        embedder = self._embedder or Embedder(
             self.settings.model or index.manifest.model,
             device=self.settings.device,
             batch_size=self.settings.batch_size,

@@ -116,16 +116,39 @@ def commit(root: Path, tmp_dir: Path, number: int) -> Path:
 
 
 def clean_leftovers(root: Path) -> None:
-    """Remove temporary directories and pointer files left by a crashed writer."""
+    """Remove what a crashed writer left: temporary directories and pointer files, and a
+    generation newer than the live one (renamed into place, never made live).
+    Call it holding the writer lock."""
     if not root.is_dir():
         return
+    live = current(root)
+    live_number = generation_number(live) if live is not None else None
     for p in root.iterdir():
-        if p.name.startswith(".tmp-") or p.name.startswith(f".{POINTER}.tmp-"):
+        number = generation_number(p) if p.is_dir() else None
+        orphan = number is not None and live_number is not None and number > live_number
+        if orphan or p.name.startswith(".tmp-") or p.name.startswith(f".{POINTER}.tmp-"):
             logger.info("removing leftover %s from an interrupted write", p)
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
+
+
+def clean_leftovers_if_idle(root: Path) -> bool:
+    """At startup: clean leftovers unless a writer is at work (then it cleans them itself).
+    Returns whether it cleaned."""
+    if not root.is_dir():
+        return False
+    with open(root / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            clean_leftovers(root)
+            return True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def prune(root: Path, keep: int) -> None:

@@ -75,7 +75,7 @@ def load_file(
         logger.warning("skipping %s: not UTF-8 text", path)
         return []
     doc_id = document_id(path, root)
-    source = str(path)
+    source = document_source(path, root)
     if suffix == ".jsonl":
         return list(parse_jsonl(content, default_id=doc_id, source=source))
     if suffix in {".html", ".htm"}:
@@ -99,6 +99,17 @@ def document_id(path: Path, root: Path | None) -> str:
         except ValueError:
             pass
     return path.stem
+
+
+def document_source(path: Path, root: Path | None) -> str:
+    """Where a document came from, relative to the corpus folder (the HTTP API shows it, so
+    no server path): `sub/name.md`; the file name alone without a root."""
+    if root is not None:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path.name
 
 
 def parse_text(content: str, *, doc_id: str, source: str | None = None) -> Document:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
+import re
+from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 EXAMPLE_QUESTION = "What minerals does the Chirchik center target?"
 EXAMPLE_DOC = "001_747dad745748a0c8"
@@ -22,6 +23,21 @@ def valid_unicode(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(valid_unicode)]
 
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def iso_day(value: object) -> object:
+    """Accept only a day written YYYY-MM-DD (or a `date`): pydantic alone would also take a
+    number as a Unix timestamp (0 -> 1970-01-01) and a datetime string."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_DAY.fullmatch(value):
+        return value
+    raise ValueError("must be a day written YYYY-MM-DD, e.g. 2024-03-01")
+
+
+IsoDate = Annotated[date, BeforeValidator(iso_day)]
+
 
 class Filters(BaseModel):
     """Restrict retrieval to some documents or a range of publication dates."""
@@ -33,8 +49,12 @@ class Filters(BaseModel):
     doc_ids: list[Text] | None = Field(
         default=None, max_length=1000, description="Only these documents (at most 1000)."
     )
-    date_from: date | None = Field(default=None, description="Published on or after this day.")
-    date_to: date | None = Field(default=None, description="Published on or before this day.")
+    date_from: IsoDate | None = Field(
+        default=None, description="Published on or after this day (YYYY-MM-DD)."
+    )
+    date_to: IsoDate | None = Field(
+        default=None, description="Published on or before this day (YYYY-MM-DD)."
+    )
 
 
 class Passage(BaseModel):
@@ -159,7 +179,7 @@ class DocumentInfo(BaseModel):
                 "title": "Korea, Uzbekistan to bolster infra, energy, supply chain ties",
                 "date": "2024-03-26",
                 "url": None,
-                "source": "corpus/001_747dad745748a0c8.txt",
+                "source": "001_747dad745748a0c8.txt",
                 "n_chunks": 10,
                 "content_hash": "1c9b81c2593062c19d4e1056c423ef99e02d72ea26e7083d6013591d8586875d",
             }
@@ -169,7 +189,11 @@ class DocumentInfo(BaseModel):
     title: str
     date: str | None = None
     url: str | None = None
-    source: str | None = None
+    source: str | None = Field(
+        default=None,
+        description="Where it came from: its file relative to the indexed folder, "
+        "`upload:NAME` or `api`.",
+    )
     n_chunks: int
     content_hash: str
 
@@ -274,7 +298,10 @@ class BuildReport(BaseModel):
             }
         }
     )
-    path: str
+    path: str = Field(
+        description="Where the index is: its folder (CLI), or the new generation's directory "
+        "name, e.g. gen-000002 (HTTP, which shows no server paths)."
+    )
     generation: int
     n_documents: int
     n_chunks: int

@@ -235,6 +235,29 @@ def test_documents_are_listed_a_page_at_a_time(api):
     assert {"id", "title", "date", "n_chunks"} <= set(first["documents"][0])
 
 
+def test_responses_show_no_server_paths(api, writer, servers):
+    listed = api.get("/documents", params={"limit": 100}).json()["documents"]
+    assert {d["source"] for d in listed} == {f"{d['id']}.txt" for d in listed}
+    assert api.get(f"/documents/{UZBEK_DOC}").json()["source"] == f"{UZBEK_DOC}.txt"
+    r = writer.post("/documents", json={"documents": [{**NEW_DOC, "id": "paths"}]})
+    assert r.status_code == 200, r.text
+    report = r.json()["report"]
+    assert report["path"] == f"gen-{report['generation']:06d}"
+    assert writer.get("/documents/paths").json()["source"] == "api"
+    r = writer.delete("/documents/paths")
+    assert r.json()["report"]["path"] == f"gen-{r.json()['report']['generation']:06d}"
+    for response in (r, api.get("/documents"), api.get("/ready")):
+        assert "/tmp" not in response.text and str(PROJECT_ROOT) not in response.text
+
+
+def test_absolute_sources_of_older_indexes_are_shown_as_file_names():
+    from api.routes.documents import public_source
+
+    assert public_source("/srv/articles/sub/a.md") == "a.md"
+    assert public_source("sub/a.md") == "sub/a.md"
+    assert public_source("upload:a.md") == "upload:a.md" and public_source(None) is None
+
+
 def test_health_and_ready(api):
     assert api.get("/health").json() == {"status": "ok"}
     ready = api.get("/ready").json()
@@ -287,6 +310,10 @@ def ask_body(**fields) -> dict:
         ("POST", "/ask", ask_body(k="5"), 422, "invalid_request"),
         ("POST", "/ask", ask_body(topk=5), 422, "invalid_request"),
         ("POST", "/ask", ask_body(filters={"date_from": "soon"}), 422, None),
+        ("POST", "/ask", ask_body(filters={"date_from": 0}), 422, "invalid_request"),
+        ("POST", "/ask", ask_body(filters={"date_to": 1711411200}), 422, "invalid_request"),
+        ("POST", "/ask", ask_body(filters={"date_to": "2024-03-26T00:00:00"}), 422, None),
+        ("POST", "/search", {"json": {"query": "x", "filters": {"date_from": 1.5}}}, 422, None),
         ("POST", "/ask", ask_body(filters={"doc_ids": ["a"] * 1001}), 422, None),
         ("POST", "/ask", raw(b'{"question": "x",'), 422, "invalid_request"),
         ("POST", "/ask", raw(b"\xff\xfe"), 422, "invalid_request"),

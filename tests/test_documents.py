@@ -44,6 +44,8 @@ def test_all_formats_load_recursively(tmp_path):
     assert "evil" not in docs["c"].text and "p{}" not in docs["c"].text
     assert "tungsten" in docs["c"].text
     assert docs["j1"].date == "2020-02-03" and docs["j1"].title == "J"
+    # sources are relative to the folder: the HTTP API shows them, never a server path
+    assert docs["sub__e"].source == "sub/e.txt" and docs["j2"].source == "d.jsonl"
 
 
 def test_malformed_jsonl_line_is_named(caplog):

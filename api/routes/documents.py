@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.message
 from dataclasses import asdict
+from pathlib import PurePath
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -18,8 +19,8 @@ from api.errors import InvalidDocuments, PayloadTooLarge, UnsupportedMediaType
 from api.schemas import DocumentPage, DocumentsIn, WriteResult, error_responses
 from api.state import Service
 from api.uploads import UploadedFile, documents_from_files, documents_from_json
-from index import Document
-from rag.models import EXAMPLE_DOC, ChunkDetail, DocumentDetail, DocumentInfo
+from index import Document, generations
+from rag.models import EXAMPLE_DOC, BuildReport, ChunkDetail, DocumentDetail, DocumentInfo
 
 reads = APIRouter(tags=["documents"], dependencies=[ReadAccess])
 writes = APIRouter(tags=["documents"], dependencies=[WriteAccess])
@@ -59,14 +60,18 @@ def list_documents(
         total=store.count_documents(),
         offset=offset,
         limit=limit,
-        documents=[DocumentInfo(**asdict(s)) for s in store.summaries(offset=offset, limit=limit)],
+        documents=[
+            DocumentInfo(**{**asdict(s), "source": public_source(s.source)})
+            for s in store.summaries(offset=offset, limit=limit)
+        ],
     )
 
 
 @reads.get("/documents/{doc_id:path}", response_model=DocumentDetail, responses=_READ_ERRORS)
 def get_document(doc_id: DocId, engine: EngineDep) -> DocumentDetail:
     """A document's metadata and its cleaned text: the text citations' offsets refer to."""
-    return engine.document(doc_id)
+    detail = engine.document(doc_id)
+    return detail.model_copy(update={"source": public_source(detail.source)})
 
 
 _UPLOAD_BODY = {
@@ -137,7 +142,7 @@ async def add_documents(
 
 def _upsert(service: Service, documents: list[Document]) -> WriteResult:
     report = service.write(lambda engine: engine.upsert(documents))
-    return WriteResult(ids=[d.id for d in documents], report=report)
+    return WriteResult(ids=[d.id for d in documents], report=public_report(report))
 
 
 @writes.delete(
@@ -148,7 +153,20 @@ def _upsert(service: Service, documents: list[Document]) -> WriteResult:
 def delete_document(doc_id: DocId, service: ServiceDep) -> WriteResult:
     """Remove a document and its chunks (atomically, like additions)."""
     report = service.write(lambda engine: engine.delete(doc_id))
-    return WriteResult(ids=[doc_id], report=report)
+    return WriteResult(ids=[doc_id], report=public_report(report))
+
+
+# No server paths in responses: a document's source relative to its corpus folder (indexes
+# built before sources were stored that way hold absolute paths: their file name only), and
+# a build report's location as the generation's directory name.
+def public_source(source: str | None) -> str | None:
+    if source is None or not PurePath(source).is_absolute():
+        return source
+    return PurePath(source).name
+
+
+def public_report(report: BuildReport) -> BuildReport:
+    return report.model_copy(update={"path": generations.generation_name(report.generation)})
 
 
 def _media_type(request: Request) -> str:
