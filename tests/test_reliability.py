@@ -89,3 +89,47 @@ def test_kill_9_during_builds_never_leaves_a_broken_index(
     leftovers = [p for p in fresh_settings.index_path.iterdir() if p.name.startswith(".tmp-")]
     assert leftovers == []
     shutil.rmtree(fresh_settings.index_path)
+
+
+def test_ids_stay_stable_after_a_deletion(bundled_documents, embedder, fresh_settings):
+    """FAISS ids are derived from chunk ids, never positions: deleting a document leaves
+    every other chunk with its id and its own vector."""
+    first, _ = build_index(fresh_settings, embedder, bundled_documents)
+    before = {c.id: (vid, first.vectors_for([c])[0]) for vid, c in first.store.iter_chunks()}
+    deleted = bundled_documents[0].id
+    second, report = build_index(
+        fresh_settings, embedder, [], base=first, replace_all=False, delete_ids=[deleted]
+    )
+    assert report.removed == 1 and report.embedded_chunks == 0
+    after = dict(second.store.iter_chunks())
+    assert after and all(c.doc_id != deleted for c in after.values())
+    for vid, chunk in after.items():
+        old_vid, old_vector = before[chunk.id]
+        assert vid == old_vid == chunk.vector_id
+        assert (second.vectors_for([chunk])[0] == old_vector).all()
+        best = second.search(old_vector[None, :], 1)[0][0]
+        assert best.chunk.id == chunk.id
+
+
+def test_leftovers_of_a_crashed_write_are_cleaned_at_start_unless_a_writer_works(
+    bundled_documents, embedder, fresh_settings
+):
+    from index import generations
+
+    root = fresh_settings.index_path
+    first, _ = build_index(fresh_settings, embedder, bundled_documents[:2])
+    tmp = root / ".tmp-999-cafe"  # killed while writing
+    tmp.mkdir()
+    (tmp / "vectors.faiss").write_bytes(b"half")
+    orphan = root / generations.generation_name(first.generation + 1)  # killed before CURRENT
+    shutil.copytree(first.path, orphan)
+    pointer_tmp = root / ".CURRENT.tmp-999"
+    pointer_tmp.write_text("gen-000009\n")
+
+    with generations.writer_lock(root):  # a writer at work: its files are not leftovers
+        assert generations.clean_leftovers_if_idle(root) is False
+    assert tmp.exists() and orphan.exists()
+
+    assert generations.clean_leftovers_if_idle(root) is True
+    assert not tmp.exists() and not orphan.exists() and not pointer_tmp.exists()
+    assert Index.load(root).generation == first.generation
