@@ -122,7 +122,10 @@ class WriteResult(BaseModel):
         json_schema_extra={
             "example": {
                 "ids": ["tashkent-rare-metals"],
-                "report": BuildReport.model_config["json_schema_extra"]["example"],
+                "report": {
+                    **BuildReport.model_config["json_schema_extra"]["example"],
+                    "path": "gen-000002",  # over HTTP, no server paths
+                },
             }
         }
     )
