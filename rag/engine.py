@@ -21,6 +21,7 @@ from rag.models import (
     AskResponse,
     BuildReport,
     ChunkDetail,
+    Citation,
     DocumentDetail,
     DocumentInfo,
     Filters,
@@ -29,6 +30,7 @@ from rag.models import (
     SearchResponse,
 )
 from rag.retrieval import MODES, rank_chunks
+from rag.verify import SupportCheck, check_support
 
 logger = logging.getLogger(__name__)
 
@@ -160,15 +162,31 @@ class Engine:
         t = time.perf_counter()
         composed = compose_answer(question, passages, min_score=self.settings.min_score)
         timings["compose"] = round((time.perf_counter() - t) * 1000, 3)
+        citations, support = composed.citations, None
+        if self.settings.verify_citations and composed.answer and citations:
+            t = time.perf_counter()
+            checked = self.check_support(composed.answer, citations)
+            citations, support = checked.citations, checked.sentences
+            timings["verify"] = round((time.perf_counter() - t) * 1000, 3)
         timings["total"] = round((time.perf_counter() - started) * 1000, 3)
         return AskResponse(
             question=question.strip(),
             answer=composed.answer,
             answerable=composed.answerable,
             confidence=composed.confidence,
-            citations=composed.citations,
+            citations=citations,
             passages=passages,
             timings_ms=timings,
+            support=support,
+        )
+
+    def check_support(self, answer: str, citations: Sequence[Citation]) -> SupportCheck:
+        """Each citation of `answer` scored against the sentence(s) citing it (rag.verify)."""
+        return check_support(
+            answer,
+            citations,
+            lambda texts: self.embedder.encode(texts, progress=False),
+            min_support=self.settings.min_support,
         )
 
     # inspection

@@ -102,6 +102,40 @@ class Citation(BaseModel):
     end: int
     quote: str
     score: float = Field(description="How strongly the quote answers the question (0..1).")
+    support: float | None = Field(
+        default=None,
+        description="How well the quote supports the answer sentence(s) citing it (0..1): "
+        "embedding similarity and term overlap. Null when not checked (RAG_VERIFY_CITATIONS=0).",
+    )
+    supported: bool | None = Field(
+        default=None,
+        description="Whether `support` reaches RAG_MIN_SUPPORT; false flags a citation whose "
+        "quote does not say what the answer says. Null when not checked.",
+    )
+
+
+class SentenceSupport(BaseModel):
+    """One sentence of the answer and how well the quotes it cites support it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "text": "The Korea-Uzbek Rare Metals Center in Chirchik is spearheading ...",
+                "start": 0,
+                "end": 254,
+                "citation_ids": [1],
+                "support": 1.0,
+                "supported": True,
+            }
+        }
+    )
+
+    text: str
+    start: int = Field(description="Character offset of the sentence in the answer.")
+    end: int
+    citation_ids: list[int] = Field(description="The citations this sentence rests on.")
+    support: float = Field(description="The best support among its cited quotes (0..1).")
+    supported: bool
 
 
 class AskResponse(BaseModel):
@@ -129,6 +163,11 @@ class AskResponse(BaseModel):
     citations: list[Citation]
     passages: list[Passage]
     timings_ms: dict[str, float]
+    support: list[SentenceSupport] | None = Field(
+        default=None,
+        description="Per sentence of the answer, its support by the quotes it cites; null when "
+        "citations are not checked or there is no answer.",
+    )
 
 
 class SearchResponse(BaseModel):
