@@ -22,6 +22,7 @@ from rag.embedding import Embedder
 from rag.engine import Engine
 from rag.evaluation.cache import prepare_index
 from rag.evaluation.data import load_bundled
+from rag.models import Citation
 
 
 def _summary(name: str, xs: list[float]) -> str:
@@ -62,7 +63,7 @@ def main() -> None:
         cited = r.citations[0]
         answer = r.answer or ""
 
-        def score(claim: str, quote: str) -> float:
+        def score(claim: str, quote: str, cited: Citation = cited) -> float:
             swapped = cited.model_copy(update={"quote": quote})
             return engine.check_support(claim, [swapped]).citations[0].support or 0.0
 

@@ -91,3 +91,10 @@ class LexicalIndex:
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(self.vector_ids[p]), float(scores[p])) for p in top if scores[p] > 0]
+
+    def term_scores(self, term: str) -> np.ndarray:
+        """BM25 score of every chunk, by position, for one analysed term alone (zeros when the
+        term is not indexed). A query's score is the sum over its terms."""
+        if self.retriever is None or term not in self.retriever.vocab_dict:
+            return np.zeros(len(self.vector_ids), dtype=np.float32)
+        return np.asarray(self.retriever.get_scores([term]), dtype=np.float32)
