@@ -112,7 +112,8 @@ def rank_everything(
     masked_bm25 = np.where(searched, bm25, -np.inf)
     dense_rank, bm25_rank = competition_ranks(masked_dense), competition_ranks(masked_bm25)
 
-    pool = max(k, settings.fusion_depth) if mode == "hybrid" else k
+    # Dense and BM25 rank everything (a deeper k would reach any chunk); hybrid fuses a pool.
+    pool = max(k, settings.fusion_depth) if mode == "hybrid" else len(ids)
     by_dense = [int(p) for p in np.argsort(-masked_dense, kind="stable")[:pool] if searched[p]]
     by_bm25 = [
         int(p)

@@ -513,7 +513,10 @@ class ExplainResponse(BaseModel):
     k: int
     query_terms: list[str] = Field(description="The question's terms as BM25 analyses them.")
     n_searched: int = Field(description="Chunks ranked: the index, or those the filters allow.")
-    n_candidates: int = Field(description="Chunks the mode scored (hybrid: the fused pool).")
+    n_candidates: int = Field(
+        description="Chunks the mode ranks: hybrid, the fused pool; dense, all searched; bm25, "
+        "those sharing a term with the question."
+    )
     passages: list[ExplainedChunk] = Field(description="The k retrieved chunks, best first.")
     gold: GoldExplanation | None = None
     timings_ms: dict[str, float]

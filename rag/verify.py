@@ -29,6 +29,7 @@ from rag.text import content_terms
 
 DENSE_WEIGHT = 0.5
 _MARKER = re.compile(r"\[(\d+)\]")
+_LEADING = re.compile(r"(?:\s*\[\d+\])*\s*")
 
 Embed = Callable[[Sequence[str]], np.ndarray]  # texts -> L2-normalised rows
 
@@ -70,13 +71,17 @@ def claims(answer: str, citation_ids: Sequence[int]) -> list[Claim]:
     ids = list(citation_ids)
     markers = [(m.start(), int(m.group(1))) for m in _MARKER.finditer(answer)]
     markers = [(pos, n) for pos, n in markers if n in ids]
+    # Where each sentence's words begin (after markers that close the sentence before it).
+    starts = [_LEADING.match(answer, span.start).end() for span in spans]
+    owner = {
+        pos: max([i for i, st in enumerate(starts) if st <= pos], default=0) for pos, _ in markers
+    }
     out: list[Claim] = []
     for i, span in enumerate(spans):
         text = _MARKER.sub("", answer[span.start : span.end]).strip()
         if markers:
-            # A marker belongs to the sentence it ends, up to the next sentence's start.
-            stop = spans[i + 1].start if i + 1 < len(spans) else len(answer) + 1
-            cited = tuple(dict.fromkeys(n for pos, n in markers if span.start <= pos < stop))
+            # A marker belongs to the sentence it follows.
+            cited = tuple(dict.fromkeys(n for pos, n in markers if owner[pos] == i))
         elif len(spans) == len(ids):
             cited = (ids[i],)
         else:
