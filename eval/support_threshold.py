@@ -79,7 +79,7 @@ def main() -> None:
     for name, xs in scores.items():
         print(_summary(name, xs))
     print("\nthreshold  as_given  span_claim  (flagged)  random_swap  near_swap  (caught)")
-    for t in [x / 20 for x in range(4, 17)]:
+    for t in sorted({x / 20 for x in range(4, 17)} | {Settings().min_support}):
         rates = [sum(s < t for s in xs) / len(xs) for xs in scores.values()]
         print(f"{t:9.2f}  " + "  ".join(f"{r:9.3f}" for r in rates))
 

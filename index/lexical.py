@@ -98,3 +98,14 @@ class LexicalIndex:
         if self.retriever is None or term not in self.retriever.vocab_dict:
             return np.zeros(len(self.vector_ids), dtype=np.float32)
         return np.asarray(self.retriever.get_scores([term]), dtype=np.float32)
+
+    def idf(self, term: str) -> float:
+        """BM25's idf of an analysed term, log(1 + (N - df + 0.5) / (df + 0.5)); a term no
+        chunk holds gets the highest (df 0)."""
+        n = len(self.vector_ids)
+        df = 0
+        if self.retriever is not None and term in self.retriever.vocab_dict:
+            indptr = self.retriever.scores["indptr"]
+            t = self.retriever.vocab_dict[term]
+            df = int(indptr[t + 1] - indptr[t])
+        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         "(embedding similarity and term overlap) and flag unsupported ones.",
     )
     min_support: float = Field(
-        default=0.5,
+        default=0.47,
         ge=0.0,
         le=1.0,
         description="A citation whose support score is under this is flagged `supported: false` "

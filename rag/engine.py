@@ -188,6 +188,7 @@ class Engine:
             citations,
             lambda texts: self.embedder.encode(texts, progress=False),
             min_support=self.settings.min_support,
+            weight=self.index.lexical.idf,
         )
 
     def explain(

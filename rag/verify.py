@@ -32,6 +32,7 @@ _MARKER = re.compile(r"\[(\d+)\]")
 _LEADING = re.compile(r"(?:\s*\[\d+\])*\s*")
 
 Embed = Callable[[Sequence[str]], np.ndarray]  # texts -> L2-normalised rows
+Weight = Callable[[str], float]  # a term's weight in the term recall
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,18 +49,24 @@ class SupportCheck:
     sentences: list[SentenceSupport]
 
 
-def term_recall(claim: str, quote: str) -> float | None:
-    """Share of the claim's content terms found in the quote; None when it has none."""
+def term_recall(claim: str, quote: str, weight: Weight | None = None) -> float | None:
+    """Share of the claim's content terms found in the quote, each counted by `weight` (e.g.
+    its idf: a rare name or number missing matters more than a common word); None when the
+    claim has no content terms."""
     wanted = set(content_terms(claim))
     if not wanted:
         return None
-    return len(wanted & set(content_terms(quote))) / len(wanted)
+    w = weight or (lambda term: 1.0)
+    total = sum(w(t) for t in wanted)
+    if total <= 0:
+        return None
+    return sum(w(t) for t in wanted & set(content_terms(quote))) / total
 
 
-def support_score(claim: str, quote: str, cosine: float) -> float:
+def support_score(claim: str, quote: str, cosine: float, weight: Weight | None = None) -> float:
     """The claim's support by the quote, in [0, 1] (see the module's docstring)."""
     dense = min(1.0, max(0.0, float(cosine)))
-    lexical = term_recall(claim, quote)
+    lexical = term_recall(claim, quote, weight)
     if lexical is None:  # a claim of stop words only: the embeddings decide
         return dense
     return DENSE_WEIGHT * dense + (1 - DENSE_WEIGHT) * lexical
@@ -96,6 +103,7 @@ def check_support(
     embed: Embed,
     *,
     min_support: float,
+    weight: Weight | None = None,
 ) -> SupportCheck:
     """Score every claim of `answer` against its cited quotes and flag each citation."""
     if not answer or not citations:
@@ -116,7 +124,7 @@ def check_support(
     sentences = []
     for claim in found:
         scores = {
-            n: support_score(claim.text, by_id[n].quote, cosine(claim.text, by_id[n].quote))
+            n: support_score(claim.text, by_id[n].quote, cosine(claim.text, by_id[n].quote), weight)
             for n in claim.citation_ids
         }
         for n, s in scores.items():
