@@ -90,6 +90,7 @@ def main(ctx: click.Context, verbose: int) -> None:
       rag index ~/articles           # index your own folder
       rag ask "What minerals does the Chirchik center target?"
       rag search "rare metals" --k 3
+      rag explain "What minerals does the Chirchik center target?" --gold 001_747dad745748a0c8
       rag show 001_747dad745748a0c8:3
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
@@ -374,6 +375,9 @@ def eval_command(ctx: click.Context, **options: Any) -> None:
       rag eval --beir data/scifact --split train --save-run scifact.run
       rag eval --squad dev-v1.1.json --limit 500 --save-predictions pred.json
       rag eval --compare --plot recall.png       # every retrieval mode side by side
+      rag eval --url http://127.0.0.1:8000       # a running `rag serve`, over HTTP
+      rag eval --save-report a.json; rag eval --diff a.json b.json
+      rag eval --chunk-sizes 64/16,128/32,256/64 # answers cut by chunk boundaries
     """
     from rag.evaluation.cli import run_eval
 

@@ -13,6 +13,8 @@ def test_term_recall_and_score_are_bounded():
     assert term_recall("molybdenum and tungsten", "securing molybdenum and tungsten") == 1.0
     assert term_recall("molybdenum and tungsten", "a cooking recipe") == 0.0
     assert term_recall("and the of", "anything") is None
+    idf = {"tungsten": 3.0, "korea": 1.0}.get  # a missing rare term costs more
+    assert term_recall("tungsten Korea", "Korea", weight=idf) == 0.25
     assert support_score("a b c", "x", -0.3) == 0.0  # stop words only: the cosine, clipped
     assert 0.0 <= support_score("molybdenum", "tungsten", 0.4) <= 1.0
 
