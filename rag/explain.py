@@ -81,6 +81,7 @@ class Rankings:
     searched: np.ndarray  # bool mask: allowed by the filters
     mode_rank: dict[int, int]  # position -> rank among the mode's candidates
     mode_score: dict[int, float]
+    term_bm25: dict[str, np.ndarray]  # each query term's BM25 scores alone, by position
 
 
 def rank_everything(
@@ -135,7 +136,8 @@ def rank_everything(
     order = np.argsort(-np.asarray(score), kind="stable")
     mode_rank = {candidates[i]: r for r, i in enumerate(order, start=1)}
     mode_score = {candidates[i]: float(score[i]) for i in range(len(candidates))}
-    return Rankings(ids, dense, bm25, dense_rank, bm25_rank, searched, mode_rank, mode_score)
+    terms = {t: lexical.term_scores(t) for t in dict.fromkeys(analyze(question))}
+    return Rankings(ids, dense, bm25, dense_rank, bm25_rank, searched, mode_rank, mode_score, terms)
 
 
 def explain_chunk(
@@ -144,7 +146,6 @@ def explain_chunk(
     rankings: Rankings,
     position: int,
     query_terms: Sequence[str],
-    index: Index,
     *,
     k: int,
     rank: int | None = None,
@@ -157,9 +158,7 @@ def explain_chunk(
         score = rankings.mode_score.get(position)
     matched = matched_terms(query_terms, chunk.text)
     counts = Counter(query_terms)
-    term_scores = {
-        t: round(counts[t] * float(index.lexical.term_scores(t)[position]), 6) for t in matched
-    }
+    term_scores = {t: round(counts[t] * float(rankings.term_bm25[t][position]), 6) for t in matched}
     return ExplainedChunk(
         rank=rank,
         chunk_id=chunk.id,
@@ -216,7 +215,7 @@ def explain_gold(
 
     chunk, position = min(zip(chunks, (int(p) for p in positions), strict=True), key=best_first)
     title = index.store.get_summary(chunk.doc_id).title
-    explained = explain_chunk(chunk, title, rankings, position, query_terms, index, k=k)
+    explained = explain_chunk(chunk, title, rankings, position, query_terms, k=k)
     doc_rank = None
     if explained.rank is not None:
         ranked = sorted(rankings.mode_rank, key=rankings.mode_rank.__getitem__)
@@ -275,7 +274,6 @@ def explain_passages(
                 rankings,
                 int(position),
                 query_terms,
-                index,
                 k=k,
                 rank=p.rank,
                 score=p.score,
