@@ -127,9 +127,9 @@ def rank_everything(
         candidates, score = by_bm25, bm25[by_bm25]
     else:
         candidates = list(dict.fromkeys(by_dense + by_bm25))
-        score = fuse(
-            dense[candidates],
-            bm25[candidates],
+        score = fuse(  # in float32, as retrieval fuses, so near ties break the same way
+            dense[candidates].astype(np.float32),
+            bm25[candidates].astype(np.float32),
             method=settings.fusion,
             dense_weight=settings.dense_weight,
         )
