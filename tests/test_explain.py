@@ -135,3 +135,26 @@ def test_ask_over_http_carries_support(server):
     body = httpx.post(server.url + "/ask", json={"question": CHIRCHIK}, timeout=60).json()
     assert body["citations"][0]["supported"] is True
     assert body["support"][0]["citation_ids"] == [1]
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_rebuilt_ranking_agrees_with_retrieval(engine, mode):
+    from index.records import vector_id
+    from rag.config import PROJECT_ROOT
+    from rag.evaluation.data import load_bundled
+    from rag.explain import rank_everything
+
+    items = load_bundled(PROJECT_ROOT / "eval" / "bundled.jsonl")[:20]
+    for item in items:
+        passages = engine.search(item.question, k=10, mode=mode).passages
+        rankings = rank_everything(
+            engine.index,
+            item.question.strip(),
+            engine.embedder.encode_query(item.question.strip()),
+            k=10,
+            mode=mode,
+            settings=engine.settings,
+        )
+        positions = engine.index.lexical.positions([vector_id(p.chunk_id) for p in passages])
+        rebuilt = [rankings.mode_rank.get(int(pos)) for pos in positions]
+        assert rebuilt == [p.rank for p in passages], item.id
