@@ -208,6 +208,9 @@ class Index:
     def vectors_for(self, chunks: Sequence[Chunk]) -> np.ndarray:
         return vectors.reconstruct(self.faiss_index, [c.vector_id for c in chunks])
 
+    def vectors_for_ids(self, vector_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        return vectors.reconstruct(self.faiss_index, vector_ids)
+
     def close(self) -> None:
         self.store.close()
 

@@ -91,3 +91,21 @@ class LexicalIndex:
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(self.vector_ids[p]), float(scores[p])) for p in top if scores[p] > 0]
+
+    def term_scores(self, term: str) -> np.ndarray:
+        """BM25 score of every chunk, by position, for one analysed term alone (zeros when the
+        term is not indexed). A query's score is the sum over its terms."""
+        if self.retriever is None or term not in self.retriever.vocab_dict:
+            return np.zeros(len(self.vector_ids), dtype=np.float32)
+        return np.asarray(self.retriever.get_scores([term]), dtype=np.float32)
+
+    def idf(self, term: str) -> float:
+        """BM25's idf of an analysed term, log(1 + (N - df + 0.5) / (df + 0.5)); a term no
+        chunk holds gets the highest (df 0)."""
+        n = len(self.vector_ids)
+        df = 0
+        if self.retriever is not None and term in self.retriever.vocab_dict:
+            indptr = self.retriever.scores["indptr"]
+            t = self.retriever.vocab_dict[term]
+            df = int(indptr[t + 1] - indptr[t])
+        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))

@@ -90,6 +90,7 @@ def main(ctx: click.Context, verbose: int) -> None:
       rag index ~/articles           # index your own folder
       rag ask "What minerals does the Chirchik center target?"
       rag search "rare metals" --k 3
+      rag explain "What minerals does the Chirchik center target?" --gold 001_747dad745748a0c8
       rag show 001_747dad745748a0c8:3
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
@@ -217,6 +218,66 @@ def search(
 
 
 @main.command()
+@click.argument("question")
+@click.option("--gold", default=None, help="A document or chunk id: where it ranked, and why.")
+@k_option
+@click.option("--mode", default=None, help="Retrieval mode: dense, bm25 or hybrid.")
+@index_option
+@json_option
+@click.pass_context
+@friendly_errors
+def explain(
+    ctx: click.Context,
+    question: str,
+    gold: str | None,
+    k: int | None,
+    mode: str | None,
+    index_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Why each chunk was retrieved for QUESTION: dense, BM25 and fused scores and ranks, and
+    the question terms it matches; with --gold, where that document or chunk ranked and which
+    signal lost it.
+
+    \b
+    Examples:
+      rag explain "What minerals does the Chirchik center target?"
+      rag explain "What minerals does the Chirchik center target?" --gold 001_747dad745748a0c8
+    """
+    r = _engine(_settings(ctx, index_path)).explain(question, k=k, mode=mode, gold=gold)
+    if as_json:
+        emit_json(r)
+        return
+    click.echo(
+        f"{r.mode} retrieval, k {r.k}; {r.n_candidates} candidates of {r.n_searched} chunks; "
+        f"question terms: {', '.join(r.query_terms) or '(none)'}"
+    )
+    click.echo()
+    click.echo(f"{'rank':>4}  {'fused':>6}  {'dense':>6} {'#':>4}  {'bm25':>6} {'#':>4}  chunk")
+    for c in r.passages:
+        click.echo(_explained_row(c))
+    if r.gold is not None:
+        g = r.gold
+        click.echo()
+        verdict = "retrieved" if g.retrieved else f"missed (lost by {', '.join(g.lost_by)})"
+        click.echo(f"gold {g.kind} {g.id}: {verdict}")
+        click.echo(f"    {g.reason}")
+        if g.doc_rank is not None:
+            click.echo(f"    its document ranks {g.doc_rank} among the candidates' documents")
+        click.echo(_explained_row(g.chunk))
+
+
+def _explained_row(c: Any) -> str:
+    rank = str(c.rank) if c.rank is not None else "-"
+    fused = f"{c.score:.3f}" if c.score is not None else "-"
+    terms = ", ".join(f"{t} {s:.2f}" for t, s in c.term_scores.items()) or "no term"
+    return (
+        f"{rank:>4}  {fused:>6}  {c.dense_score:6.3f} {c.dense_rank:>4}  {c.bm25_score:6.2f} "
+        f"{c.bm25_rank:>4}  {c.chunk_id}  [{terms}]"
+    )
+
+
+@main.command()
 @click.argument("item_id")
 @index_option
 @json_option
@@ -314,6 +375,9 @@ def eval_command(ctx: click.Context, **options: Any) -> None:
       rag eval --beir data/scifact --split train --save-run scifact.run
       rag eval --squad dev-v1.1.json --limit 500 --save-predictions pred.json
       rag eval --compare --plot recall.png       # every retrieval mode side by side
+      rag eval --url http://127.0.0.1:8000       # a running `rag serve`, over HTTP
+      rag eval --save-report a.json; rag eval --diff a.json b.json
+      rag eval --chunk-sizes 64/16,128/32,256/64 # answers cut by chunk boundaries
     """
     from rag.evaluation.cli import run_eval
 

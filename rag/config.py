@@ -67,6 +67,18 @@ class Settings(BaseSettings):
         default=0.42,
         description="Abstention threshold: below this evidence score the answer is 'not found'.",
     )
+    verify_citations: bool = Field(
+        default=True,
+        description="Check each citation's quote against the answer sentence citing it "
+        "(embedding similarity and term overlap) and flag unsupported ones.",
+    )
+    min_support: float = Field(
+        default=0.47,
+        ge=0.0,
+        le=1.0,
+        description="A citation whose support score is under this is flagged `supported: false` "
+        "(chosen on the bundled tune split; see README, Explain and verify).",
+    )
     max_question_chars: int = Field(default=2000, ge=1, description="Longest question accepted.")
     keep_generations: int = Field(default=3, ge=1, description="Index generations kept on disk.")
     verify_checksums: bool = Field(

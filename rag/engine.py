@@ -21,14 +21,17 @@ from rag.models import (
     AskResponse,
     BuildReport,
     ChunkDetail,
+    Citation,
     DocumentDetail,
     DocumentInfo,
+    ExplainResponse,
     Filters,
     IndexStats,
     Passage,
     SearchResponse,
 )
 from rag.retrieval import MODES, rank_chunks
+from rag.verify import SupportCheck, check_support
 
 logger = logging.getLogger(__name__)
 
@@ -160,14 +163,84 @@ class Engine:
         t = time.perf_counter()
         composed = compose_answer(question, passages, min_score=self.settings.min_score)
         timings["compose"] = round((time.perf_counter() - t) * 1000, 3)
+        citations, support = composed.citations, None
+        if self.settings.verify_citations and composed.answer and citations:
+            t = time.perf_counter()
+            checked = self.check_support(composed.answer, citations)
+            citations, support = checked.citations, checked.sentences
+            timings["verify"] = round((time.perf_counter() - t) * 1000, 3)
         timings["total"] = round((time.perf_counter() - started) * 1000, 3)
         return AskResponse(
             question=question.strip(),
             answer=composed.answer,
             answerable=composed.answerable,
             confidence=composed.confidence,
-            citations=composed.citations,
+            citations=citations,
             passages=passages,
+            timings_ms=timings,
+            support=support,
+        )
+
+    def check_support(self, answer: str, citations: Sequence[Citation]) -> SupportCheck:
+        """Each citation of `answer` scored against the sentence(s) citing it (rag.verify)."""
+        return check_support(
+            answer,
+            citations,
+            lambda texts: self.embedder.encode(texts, progress=False),
+            min_support=self.settings.min_support,
+            weight=self.index.lexical.idf,
+        )
+
+    def explain(
+        self,
+        question: str,
+        k: int | None = None,
+        filters: Filters | None = None,
+        mode: str | None = None,
+        gold: str | None = None,
+    ) -> ExplainResponse:
+        """The k passages retrieved, with their dense, BM25 and fused scores and ranks and the
+        question terms each matches; with `gold` (a document or chunk id), where it ranked and
+        which signal lost it (rag.explain)."""
+        from index.analysis import analyze
+        from rag import explain as ex
+
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        index = self.index
+        mode = mode or self.settings.retrieval_mode
+        k = self._k(k)
+        passages = self.retrieve(question, k, filters, index=index, timings=timings, mode=mode)
+        t = time.perf_counter()
+        question = question.strip()
+        terms = analyze(question)
+        rankings = ex.rank_everything(
+            index,
+            question,
+            self.embedder.encode_query(question),
+            k=k,
+            mode=mode,
+            settings=self.settings,
+            allowed_ids=_allowed_ids(index, filters),
+        )
+        explained = ex.explain_passages(index, passages, rankings, terms, k=k)
+        gold_report = None
+        if gold is not None:
+            pool = max(k, self.settings.fusion_depth) if mode == "hybrid" else k
+            gold_report = ex.explain_gold(
+                index, gold.strip(), rankings, terms, mode=mode, k=k, pool=pool
+            )
+        timings["explain"] = round((time.perf_counter() - t) * 1000, 3)
+        timings["total"] = round((time.perf_counter() - started) * 1000, 3)
+        return ExplainResponse(
+            question=question,
+            mode=mode,
+            k=k,
+            query_terms=terms,
+            n_searched=int(rankings.searched.sum()),
+            n_candidates=len(rankings.mode_rank),
+            passages=explained,
+            gold=gold_report,
             timings_ms=timings,
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -122,6 +122,40 @@ class Citation(BaseModel):
     end: int
     quote: str
     score: float = Field(description="How strongly the quote answers the question (0..1).")
+    support: float | None = Field(
+        default=None,
+        description="How well the quote supports the answer sentence(s) citing it (0..1): "
+        "embedding similarity and term overlap. Null when not checked (RAG_VERIFY_CITATIONS=0).",
+    )
+    supported: bool | None = Field(
+        default=None,
+        description="Whether `support` reaches RAG_MIN_SUPPORT; false flags a citation whose "
+        "quote does not say what the answer says. Null when not checked.",
+    )
+
+
+class SentenceSupport(BaseModel):
+    """One sentence of the answer and how well the quotes it cites support it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "text": "The Korea-Uzbek Rare Metals Center in Chirchik is spearheading ...",
+                "start": 0,
+                "end": 254,
+                "citation_ids": [1],
+                "support": 1.0,
+                "supported": True,
+            }
+        }
+    )
+
+    text: str
+    start: int = Field(description="Character offset of the sentence in the answer.")
+    end: int
+    citation_ids: list[int] = Field(description="The citations this sentence rests on.")
+    support: float = Field(description="The best support among its cited quotes (0..1).")
+    supported: bool
 
 
 class AskResponse(BaseModel):
@@ -149,6 +183,11 @@ class AskResponse(BaseModel):
     citations: list[Citation]
     passages: list[Passage]
     timings_ms: dict[str, float]
+    support: list[SentenceSupport] | None = Field(
+        default=None,
+        description="Per sentence of the answer, its support by the quotes it cites; null when "
+        "citations are not checked or there is no answer.",
+    )
 
 
 class SearchResponse(BaseModel):
@@ -364,3 +403,147 @@ class SearchRequest(AskRequest):
         validation_alias=AliasChoices("question", "query"),
         description="The query (or send it as `query`), at most RAG_MAX_QUESTION_CHARS characters.",
     )
+
+
+class ExplainRequest(AskRequest):
+    """A question for POST /explain, optionally with the document or chunk that should have
+    been retrieved."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"question": EXAMPLE_QUESTION},
+                {"question": EXAMPLE_QUESTION, "k": 3, "gold": EXAMPLE_DOC},
+            ]
+        },
+    )
+
+    gold: Text | None = Field(
+        default=None,
+        max_length=1000,
+        description="A document id or chunk id: report where it ranked and which signal lost it.",
+    )
+
+
+class ExplainedChunk(BaseModel):
+    """A chunk's place in each ranking. Ranks are over every chunk searched (all of the index,
+    or those the filters allow); tied scores share a rank."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "rank": 1,
+                "chunk_id": f"{EXAMPLE_DOC}:3",
+                "doc_id": EXAMPLE_DOC,
+                "title": "Korea, Uzbekistan to bolster infra, energy, supply chain ties",
+                "start": 1616,
+                "end": 2216,
+                "text": "The Korea-Uzbek Rare Metals Center in Chirchik is spearheading ...",
+                "retrieved": True,
+                "candidate": True,
+                "score": 1.0,
+                "dense_score": 0.62,
+                "dense_rank": 1,
+                "bm25_score": 7.9,
+                "bm25_rank": 1,
+                "matched_terms": ["chirchik", "center"],
+                "term_scores": {"chirchik": 4.1, "center": 3.8},
+            }
+        }
+    )
+
+    rank: int | None = Field(
+        description="Rank by the retrieval mode's score among the candidates; null when the "
+        "chunk was not a candidate (hybrid: in neither signal's top list)."
+    )
+    chunk_id: str
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    text: str
+    retrieved: bool = Field(description="Among the k passages an answer is composed from.")
+    candidate: bool = Field(description="Among the chunks the retrieval mode scored and ranked.")
+    score: float | None = Field(
+        description="The mode's ranking score (fused for hybrid); null when not a candidate."
+    )
+    dense_score: float = Field(description="Cosine similarity of question and chunk.")
+    dense_rank: int = Field(description="Rank by dense score among all chunks searched.")
+    bm25_score: float
+    bm25_rank: int = Field(description="Rank by BM25 score among all chunks searched.")
+    matched_terms: list[str] = Field(
+        description="The question's terms (stemmed, as BM25 sees them) that occur in the chunk."
+    )
+    term_scores: dict[str, float] = Field(
+        description="Each matched term's share of the BM25 score (they sum to it)."
+    )
+
+
+class GoldExplanation(BaseModel):
+    """Where the expected document or chunk came, and what lost it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "id": EXAMPLE_DOC,
+                "kind": "document",
+                "retrieved": True,
+                "rank": 1,
+                "doc_rank": 1,
+                "lost_by": [],
+                "reason": f"retrieved at rank 1 (chunk {EXAMPLE_DOC}:3)",
+                "chunk": ExplainedChunk.model_config["json_schema_extra"]["example"],
+            }
+        }
+    )
+
+    id: str
+    kind: Literal["document", "chunk"]
+    retrieved: bool
+    rank: int | None = Field(
+        description="The best rank of its chunk(s) by the mode's score; null when no chunk of it "
+        "was a candidate."
+    )
+    doc_rank: int | None = Field(
+        description="Its document's rank among the candidates' documents (by best chunk)."
+    )
+    lost_by: list[str] = Field(
+        description="Empty when retrieved; else what lost it: `dense`, `bm25` (a signal ranked "
+        "it below k, or below the candidates it contributes), `fusion`, or `filters`."
+    )
+    reason: str
+    chunk: ExplainedChunk = Field(description="Its best-ranked chunk.")
+
+
+class ExplainResponse(BaseModel):
+    """Why each passage was retrieved, and (with `gold`) why the expected one was or was not."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "question": EXAMPLE_QUESTION,
+                "mode": "hybrid",
+                "k": 5,
+                "query_terms": ["miner", "chirchik", "center", "target"],
+                "n_searched": 40,
+                "n_candidates": 40,
+                "passages": [ExplainedChunk.model_config["json_schema_extra"]["example"]],
+                "gold": GoldExplanation.model_config["json_schema_extra"]["example"],
+                "timings_ms": {"embed": 6.1, "search": 1.2, "explain": 3.0, "total": 10.5},
+            }
+        }
+    )
+
+    question: str
+    mode: str
+    k: int
+    query_terms: list[str] = Field(description="The question's terms as BM25 analyses them.")
+    n_searched: int = Field(description="Chunks ranked: the index, or those the filters allow.")
+    n_candidates: int = Field(
+        description="Chunks the mode ranks: hybrid, the fused pool; dense, all searched; bm25, "
+        "those sharing a term with the question."
+    )
+    passages: list[ExplainedChunk] = Field(description="The k retrieved chunks, best first.")
+    gold: GoldExplanation | None = None
+    timings_ms: dict[str, float]

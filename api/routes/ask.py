@@ -13,6 +13,8 @@ from rag.models import (
     EXAMPLE_QUESTION,
     AskRequest,
     AskResponse,
+    ExplainRequest,
+    ExplainResponse,
     SearchRequest,
     SearchResponse,
 )
@@ -33,6 +35,13 @@ _ASK_EXAMPLES = {
             "question": EXAMPLE_QUESTION,
             "filters": {"date_from": "2024-03-01", "date_to": "2024-03-31"},
         },
+    },
+}
+_EXPLAIN_EXAMPLES = {
+    "chirchik": {"summary": "A question", "value": {"question": EXAMPLE_QUESTION}},
+    "gold": {
+        "summary": "Where the expected document ranked",
+        "value": {"question": EXAMPLE_QUESTION, "k": 3, "gold": EXAMPLE_DOC},
     },
 }
 _SEARCH_EXAMPLES = {
@@ -58,3 +67,20 @@ def search(
     """The ranked chunks retrieved for a query, with their scores, without composing an
     answer: the view for inspecting retrieval."""
     return engine.search(request.question, k=request.k, filters=request.filters, mode=request.mode)
+
+
+@router.post(
+    "/explain",
+    response_model=ExplainResponse,
+    responses=error_responses(401, 403, 404, 413, 422, 503),
+)
+def explain(
+    request: Annotated[ExplainRequest, Body(openapi_examples=_EXPLAIN_EXAMPLES)],
+    engine: EngineDep,
+) -> ExplainResponse:
+    """Why each passage was retrieved: its dense, BM25 and fused scores, its rank by each over
+    every chunk, and the question terms it matches. With `gold` (a document or chunk id):
+    the rank it actually came and which signal lost it; 404 when no such id is indexed."""
+    return engine.explain(
+        request.question, k=request.k, filters=request.filters, mode=request.mode, gold=request.gold
+    )

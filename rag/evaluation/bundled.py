@@ -28,6 +28,8 @@ class CitationCheck:
     end: int
     quote: str
     valid: bool  # quote == document.text[start:end]
+    supported: bool | None = None  # the engine's support check (None: not checked)
+    support: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,13 @@ def score_predictions(predictions: Sequence[Prediction]) -> Metrics:
         c.doc_id in p.gold_doc_ids for p in answerable if p.answered for c in p.citations
     ]
     out["citation_precision"] = m.mean(float(x) for x in gold_citations)
+    out["citation_support"] = m.mean(
+        float(c.supported)
+        for p in predictions
+        if p.answered
+        for c in p.citations
+        if c.supported is not None
+    )
     out["citation_validity"] = m.mean(float(c.valid) for p in predictions for c in p.citations)
     precision, recall, f1 = m.precision_recall_f1(
         [not p.answered for p in predictions], [not p.gold_answerable for p in predictions]
@@ -103,6 +112,7 @@ def score_predictions(predictions: Sequence[Prediction]) -> Metrics:
     latencies = [p.latency_ms for p in predictions]
     out["latency_p50_ms"] = m.percentile(latencies, 50)
     out["latency_p95_ms"] = m.percentile(latencies, 95)
+    out["latency_p99_ms"] = m.percentile(latencies, 99)
     return out
 
 
@@ -184,6 +194,8 @@ def misses(predictions: Sequence[Prediction], hit_k: int = 5) -> list[Miss]:
             reasons.append("answered an unanswerable question")
         if any(not c.valid for c in p.citations):
             reasons.append("a citation does not match its document's text")
+        if any(c.supported is False for c in p.citations):
+            reasons.append("a citation's quote does not support the answer")
         if reasons:
             out.append(
                 Miss(
@@ -262,7 +274,16 @@ def predict(
                 confidence=r.confidence,
                 retrieved_doc_ids=m.distinct(h.doc_id for h in hits),
                 citations=[
-                    CitationCheck(c.doc_id, c.chunk_id, c.start, c.end, c.quote, valid(c))
+                    CitationCheck(
+                        c.doc_id,
+                        c.chunk_id,
+                        c.start,
+                        c.end,
+                        c.quote,
+                        valid(c),
+                        c.supported,
+                        c.support,
+                    )
                     for c in r.citations
                 ],
                 latency_ms=round(latency, 3),

@@ -13,9 +13,10 @@ import click
 
 from rag.config import PROJECT_ROOT, Settings
 from rag.embedding import Embedder
+from rag.evaluation.boundary import parse_chunk_sizes
 from rag.evaluation.data import BUNDLED_SPLITS, EvalDataError
 from rag.evaluation.render import plot_recall, render
-from rag.evaluation.report import Gate, check_gates, parse_gate
+from rag.evaluation.report import EvalReport, Gate, check_gates, parse_gate
 from rag.evaluation.runner import (
     evaluate_beir,
     evaluate_bundled,
@@ -92,7 +93,44 @@ def run_eval(
     max_gates: Sequence[str],
     show_misses: bool,
     as_json: bool,
+    url: str | None = None,
+    chunk_sizes: str | None = None,
+    save_report: Path | None = None,
+    diff_paths: tuple[Path, Path] | None = None,
 ) -> None:
+    if diff_paths:
+        _refuse(
+            any(x is not None for x in (file, beir_dir, squad_file, url, save_report)),
+            "--diff A.json B.json compares two saved reports; give it alone (or with --json)",
+        )
+        _show_diff(diff_paths, as_json)
+        return
+    _refuse(url is not None and (beir_dir or squad_file) is not None, "--url is for bundled files")
+    _refuse(url is not None and index_path is not None, "--url evaluates the server's index")
+    _refuse(url is not None and sweep_threshold, "--sweep-threshold is not for --url")
+    _refuse(
+        chunk_sizes is not None and (url is not None or beir_dir is not None),
+        "--chunk-sizes is for the bundled set and --squad, not --url or --beir",
+    )
+    try:
+        sizes = parse_chunk_sizes(chunk_sizes) if chunk_sizes else []
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--chunk-sizes") from None
+    if url is not None:
+        _run_url(
+            url,
+            file=file,
+            split=split,
+            modes=modes,
+            k=k,
+            save_predictions=save_predictions,
+            save_report=save_report,
+            min_gates=min_gates,
+            max_gates=max_gates,
+            show_misses=show_misses,
+            as_json=as_json,
+        )
+        return
     sources = [x for x in (file, beir_dir, squad_file) if x is not None]
     _refuse(len(sources) > 1, "give one of FILE, --beir DIR and --squad FILE")
     kind: Kind = "beir" if beir_dir else "squad" if squad_file else "bundled"
@@ -134,7 +172,7 @@ def run_eval(
         elif kind == "squad":
             assert squad_file is not None
             report, outputs = evaluate_squad(
-                settings, embedder, squad_file, k=k, limit=limit, **common
+                settings, embedder, squad_file, k=k, limit=limit, chunk_sizes=sizes, **common
             )
         else:
             report, outputs = evaluate_bundled(
@@ -144,6 +182,7 @@ def run_eval(
                 split=split,
                 k=k,
                 sweep=sweep_threshold,
+                chunk_sizes=sizes,
                 **common,
             )
     except EvalDataError as exc:
@@ -159,7 +198,13 @@ def run_eval(
     if plot is not None:
         plot_recall(report, plot)
         written.append(plot)
+    if save_report is not None:
+        write_report(save_report, report, outputs)
+        written.append(save_report)
+    _finish(report, gates, written, as_json)
 
+
+def _finish(report: EvalReport, gates: list[Gate], written: list[Path], as_json: bool) -> None:
     if as_json:
         click.echo(report.model_dump_json(indent=2))
     else:
@@ -171,3 +216,68 @@ def run_eval(
         click.echo(f"FAIL: {failure}", err=True)
     if failures:
         click.get_current_context().exit(1)
+
+
+def _show_diff(paths: tuple[Path, Path], as_json: bool) -> None:
+    from rag.evaluation.diff import diff_reports, load_report, render_diff
+
+    try:
+        a, b = load_report(paths[0]), load_report(paths[1])
+    except EvalDataError as exc:
+        raise click.ClickException(str(exc)) from exc
+    diff = diff_reports(a, b, a_name=str(paths[0]), b_name=str(paths[1]))
+    if as_json:
+        click.echo(diff.model_dump_json(indent=2))
+    else:
+        click.echo(render_diff(diff))
+
+
+def _run_url(
+    url: str,
+    *,
+    file: Path | None,
+    split: str | None,
+    modes: Sequence[str],
+    k: int | None,
+    save_predictions: Path | None,
+    save_report: Path | None,
+    min_gates: Sequence[str],
+    max_gates: Sequence[str],
+    show_misses: bool,
+    as_json: bool,
+) -> None:
+    from rag.evaluation.remote import ServiceError, evaluate_url
+
+    split = split or "all"
+    _refuse(
+        split not in (*BUNDLED_SPLITS, "all"),
+        f"--split must be one of {', '.join(BUNDLED_SPLITS)}, all",
+    )
+    named = [m.strip() for value in modes for m in value.split(",") if m.strip()]
+    _refuse(len(named) > 1, "--url runs one retrieval mode at a time")
+    gates = _gates(min_gates, max_gates, "bundled")
+    try:
+        report, outputs = evaluate_url(
+            url,
+            file or DEFAULT_FILE,
+            split=split,
+            mode=named[0] if named else None,
+            k=k,
+            verbose=show_misses,
+            progress=sys.stderr.isatty(),
+        )
+    except (EvalDataError, ServiceError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    written: list[Path] = []
+    if save_predictions is not None:
+        written += write_predictions("bundled", outputs, save_predictions)
+    if save_report is not None:
+        write_report(save_report, report, outputs)
+        written.append(save_report)
+    _finish(report, gates, written, as_json)
+
+
+def write_report(path: Path, report: EvalReport, outputs: dict) -> None:
+    from rag.evaluation.diff import save_report
+
+    save_report(path, report, outputs)

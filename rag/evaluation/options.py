@@ -94,6 +94,35 @@ _OPTIONS = [
         metavar="METRIC=VALUE",
         help="Exit non-zero if METRIC is above VALUE, e.g. --max latency_p95_ms=200.",
     ),
+    click.option(
+        "--url",
+        default=None,
+        metavar="http://HOST:PORT",
+        help="Bundled: ask a running `rag serve` over HTTP instead of the library; latency is "
+        "the client's.",
+    ),
+    click.option(
+        "--chunk-sizes",
+        default=None,
+        metavar="T/O,T/O,...",
+        help="Bundled, SQuAD: also count answers cut by chunk boundaries at these chunk "
+        "settings (re-chunked, not embedded), e.g. 64/16,128/32,256/64.",
+    ),
+    click.option(
+        "--save-report",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="Write the report with every question's outcome, for --diff.",
+    ),
+    click.option(
+        "--diff",
+        "diff_paths",
+        nargs=2,
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        metavar="A.json B.json",
+        help="Compare two saved reports: metric deltas and questions better or worse in B.",
+    ),
     click.option("--verbose", "show_misses", is_flag=True, help="List every question missed."),
     click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
 ]

@@ -119,6 +119,9 @@ def render(report: EvalReport) -> str:
                 "answered iff confidence >= threshold",
                 sweep_table(run.sweep, report.min_score),
             ]
+    if report.boundary:
+        parts += ["", "Chunk boundaries: gold answers in a document but in no single chunk"]
+        parts.append(boundary_table(report))
     for run in report.runs:
         if run.misses is not None:
             parts += ["", f"Misses ({run.mode}, {report.primary_group}): {len(run.misses)}"]
@@ -150,3 +153,22 @@ def plot_recall(report: EvalReport, path: Path) -> None:
         fig.savefig(path)
     finally:
         plt.close(fig)
+
+
+def boundary_table(report: EvalReport) -> str:
+    titles = ["chunking", "source", "questions", "in_document", "in_one_chunk", "across"]
+    lines = ["".join(t.rjust(13) for t in titles)]
+    for row in report.boundary or []:
+        values = [
+            row.chunking,
+            row.source,
+            str(row.questions),
+            str(row.answer_in_document),
+            str(row.in_one_chunk),
+            str(row.across_boundary),
+        ]
+        line = "".join(v.rjust(13) for v in values)
+        if row.across_ids:
+            line += "  " + textwrap.shorten(", ".join(row.across_ids), width=60, placeholder=" ...")
+        lines.append(line)
+    return "\n".join(lines)

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from rag.evaluation.boundary import BoundaryRow
+
 MetricValue = float | int | None
 Metrics = dict[str, MetricValue]
 
@@ -69,6 +71,10 @@ class EvalReport(BaseModel):
     k: int | None = Field(default=None, description="Passages an answer is composed from.")
     min_score: float | None = None
     runs: list[RunResult]
+    boundary: list[BoundaryRow] | None = Field(
+        default=None,
+        description="Gold answers in a document but in no single chunk, per chunk setting.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

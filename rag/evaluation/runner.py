@@ -18,6 +18,7 @@ from rag.documents import corpus_hash, load_corpus
 from rag.embedding import Embedder
 from rag.engine import Engine
 from rag.evaluation import beir, bundled, squad
+from rag.evaluation.boundary import BoundaryRow, GoldItem, boundary_row, rechunk
 from rag.evaluation.cache import DEFAULT_CACHE_DIR, prepare_index
 from rag.evaluation.data import (
     load_beir,
@@ -96,6 +97,31 @@ def _report(
     )
 
 
+def boundary_rows(
+    engine: Engine,
+    documents: Sequence[Document],
+    items: Sequence[GoldItem],
+    chunk_sizes: Sequence[tuple[int, int]] = (),
+) -> list[BoundaryRow]:
+    """The boundary report for the evaluated index's chunks, then for each of `chunk_sizes`
+    (documents re-chunked, not embedded)."""
+    doc_ids = sorted({d for it in items for d in it.doc_ids})
+    store = engine.index.store
+    known = {s.id for s in store.summaries(ids=doc_ids)}
+    texts = {d: store.get_document(d).text for d in doc_ids if d in known}
+    chunks = {d: [(c.start, c.end) for c in store.chunks_of(d)] for d in texts}
+    setting = engine.index.manifest.chunking
+    label = f"{setting.get('max_tokens')}/{setting.get('overlap')}"
+    rows = [boundary_row(items, texts, chunks, chunking=label, source="index")]
+    wanted = [d for d in documents if d.id in texts]
+    for size, overlap in chunk_sizes:
+        spans = rechunk(wanted, size, overlap, engine.index.manifest.tokenizer)
+        rows.append(
+            boundary_row(items, texts, spans, chunking=f"{size}/{overlap}", source="rechunked")
+        )
+    return rows
+
+
 def evaluate_bundled(
     settings: Settings,
     embedder: Embedder,
@@ -109,6 +135,7 @@ def evaluate_bundled(
     index_path: Path | None = None,
     cache_dir: Path = DEFAULT_CACHE_DIR,
     progress: bool = False,
+    chunk_sizes: Sequence[tuple[int, int]] = (),
 ) -> tuple[EvalReport, dict[str, list[bundled.Prediction]]]:
     """The bundled-format question set at `path` over the bundled corpus (or `index_path`)."""
     items = load_bundled(path)
@@ -142,6 +169,12 @@ def evaluate_bundled(
         k=k or opened.engine.settings.k,
         min_score=opened.engine.settings.min_score,
     )
+    gold = [
+        GoldItem(it.id, it.answers, it.doc_ids)
+        for it in items
+        if it.answerable and (split == "all" or it.split == split)
+    ]
+    report.boundary = boundary_rows(opened.engine, documents, gold, chunk_sizes)
     return report, outputs
 
 
@@ -203,6 +236,7 @@ def evaluate_squad(
     index_path: Path | None = None,
     cache_dir: Path = DEFAULT_CACHE_DIR,
     progress: bool = False,
+    chunk_sizes: Sequence[tuple[int, int]] = (),
 ) -> tuple[EvalReport, dict[str, list[squad.SquadPrediction]]]:
     """A SQuAD v1.1 file, open-domain over all its paragraphs; `limit`: the first N questions."""
     data = load_squad(path)
@@ -233,6 +267,8 @@ def evaluate_squad(
         k=k or opened.engine.settings.k,
         min_score=opened.engine.settings.min_score,
     )
+    gold = [GoldItem(q.id, q.answers, (q.doc_id,)) for q in questions]
+    report.boundary = boundary_rows(opened.engine, data.documents, gold, chunk_sizes)
     return report, outputs
 
 
