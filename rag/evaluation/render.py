@@ -23,7 +23,7 @@ def format_value(name: str, value: MetricValue) -> str:
 
 def header(report: EvalReport) -> str:
     m = report
-    chunking = "/".join(str(v) for v in m.chunking.values())
+    chunking = "/".join(str(v) for v in m.chunking.values()) or "unknown"  # --url: not reported
     state = f"built in {m.index_seconds:.0f}s" if m.index_built else "reused"
     lines = [
         f"{m.kind} evaluation: {m.dataset} (split {m.split}, {m.n_questions} questions)",
