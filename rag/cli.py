@@ -416,7 +416,13 @@ def serve(
     if store is not None:
         os.environ["RAG_STORE"] = store
     if milvus_uri is not None:
-        from index.milvus_store import normalize_uri
+        from index.milvus_store import is_remote, normalize_uri
+
+        if workers > 1 and not is_remote(milvus_uri):
+            raise click.ClickException(
+                "a milvus-lite file can be opened by one process only: use --workers 1, or a "
+                "Milvus server (--milvus-uri http://host:19530) for several workers"
+            )
 
         os.environ["RAG_MILVUS_URI"] = normalize_uri(milvus_uri)
     if milvus_collection is not None:
