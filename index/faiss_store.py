@@ -64,6 +64,11 @@ class FaissStore:
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         return faiss_vectors.reconstruct(self.index, list(ids))
 
+    def scores(self, query: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+        if not len(ids):
+            return np.zeros(0, dtype=np.float32)
+        return self.vectors(ids) @ np.asarray(query, dtype=np.float32)
+
     def count(self) -> int:
         return int(self.index.ntotal)
 

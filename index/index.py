@@ -253,7 +253,7 @@ class Index:
         """Exact inner products of `query_vector` with the stored vectors of `chunks`."""
         if not chunks:
             return np.zeros(0, dtype=np.float32)
-        return self.vectors_for(chunks) @ np.asarray(query_vector, dtype=np.float32)
+        return self.vectors.scores(query_vector, [c.vector_id for c in chunks])
 
     def lexical_scores(self, query: str, chunks: Sequence[Chunk]) -> np.ndarray:
         if not chunks:

@@ -81,6 +81,9 @@ class VectorStore(Protocol):
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """The stored vectors of `ids`, in that order (all must exist)."""
 
+    def scores(self, query: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+        """Exact inner products of one query vector with the stored vectors of `ids`."""
+
     def count(self) -> int: ...
 
     def describe(self) -> StoreDescription: ...

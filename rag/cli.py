@@ -336,6 +336,8 @@ def stats(ctx: click.Context, index_path: Path | None, as_json: bool) -> None:
         created=m.created,
         build_seconds=m.build_seconds,
         size_bytes=directory_size(index.path),
+        store=m.store,
+        store_location=m.store_location,
     )
     if as_json:
         emit_json(result)
@@ -410,19 +412,21 @@ def serve(
 
     import uvicorn
 
+    if milvus_uri is not None and workers > 1:
+        from index.milvus_store import is_remote
+
+        if not is_remote(milvus_uri):
+            raise click.ClickException(
+                "a milvus-lite file can be opened by one process only: use --workers 1, or a "
+                "Milvus server (--milvus-uri http://host:19530) for several workers"
+            )
     if index_path is not None:
         # Through the environment, so that every worker process builds the same Settings.
         os.environ["RAG_INDEX_PATH"] = str(index_path.resolve())
     if store is not None:
         os.environ["RAG_STORE"] = store
     if milvus_uri is not None:
-        from index.milvus_store import is_remote, normalize_uri
-
-        if workers > 1 and not is_remote(milvus_uri):
-            raise click.ClickException(
-                "a milvus-lite file can be opened by one process only: use --workers 1, or a "
-                "Milvus server (--milvus-uri http://host:19530) for several workers"
-            )
+        from index.milvus_store import normalize_uri
 
         os.environ["RAG_MILVUS_URI"] = normalize_uri(milvus_uri)
     if milvus_collection is not None:

@@ -215,6 +215,8 @@ class Engine:
             created=m.created,
             build_seconds=m.build_seconds,
             size_bytes=directory_size(index.path),
+            store=m.store,
+            store_location=m.store_location,
         )
 
     # writes

@@ -5,6 +5,7 @@ issue's commands end to end (`rag index --store milvus`, `rag serve --store milv
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -202,3 +203,28 @@ def test_rag_index_and_serve_on_milvus_cite_like_faiss(engine, tmp_path):
     got = [(c["chunk_id"], c["start"], c["end"]) for c in answer["citations"]]
     assert got == [(c.chunk_id, c.start, c.end) for c in expected.citations]
     assert answer["answer"] == expected.answer and "molybdenum" in answer["answer"]
+
+
+def test_serve_refuses_several_workers_on_one_milvus_lite_file(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from rag.cli import main
+
+    monkeypatch.delenv("RAG_STORE", raising=False)
+    args = ["serve", "--store", "milvus", "--milvus-uri", str(tmp_path / "x.db"), "--workers", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "one process" in result.output
+    assert "RAG_STORE" not in os.environ  # refused before touching anything
+
+
+def test_stats_name_the_store(milvus_settings):
+    from click.testing import CliRunner
+
+    from rag.cli import main
+
+    args = ["stats", "--index", str(milvus_settings.index_path), "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)
+    assert stats["store"] == "milvus" and stats["n_chunks"] == 28
+    assert stats["store_location"]["collection"].endswith("_g000001")
