@@ -426,6 +426,11 @@ class IndexWriter:
         assert self._sqlite is not None, "use IndexWriter as a context manager"
         self._sqlite.add(documents, chunks)
 
+    def written_entries(self, vector_ids: Sequence[int]) -> list[Entry]:
+        """Entries of chunks already given to `add_documents`, by vector id."""
+        assert self._sqlite is not None
+        return [Entry(c, t, d) for c, t, d in self._sqlite.entries(list(vector_ids))]
+
     def add_vectors(self, entries: Sequence[Entry], vectors: np.ndarray) -> None:
         if len(entries) != len(vectors):
             raise ValueError(f"{len(entries)} chunks but {len(vectors)} embeddings")

@@ -397,20 +397,12 @@ class MilvusStore:
         return np.array([found[i] for i in ids], dtype=np.float32)
 
     def scores(self, query: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-        """One filtered exact search instead of fetching the vectors: a round trip with a
-        few numbers back rather than len(ids) * dimension floats."""
+        """Fetches the vectors and scores them here. A search filtered to `pk in ids` would
+        return just the scores, but measured slower on milvus-lite (SciFact, 100 candidates:
+        /ask p50 397 ms against 266 ms), the filter being checked against every row."""
         if not len(ids):
             return np.zeros(0, dtype=np.float32)
-        query = np.asarray(query, dtype=np.float32).reshape(1, -1)
-        if self.index_type not in ("flat", "auto"):
-            return self.vectors(ids) @ query[0]  # an approximate index may miss some
-        found_scores, found_ids = self.search(query, len(ids), allowed_ids=ids)
-        found = {
-            int(i): float(s) for s, i in zip(found_scores[0], found_ids[0], strict=True) if i >= 0
-        }
-        if len(found) < len(set(int(i) for i in ids)):
-            return self.vectors(ids) @ query[0]
-        return np.array([found[int(i)] for i in ids], dtype=np.float32)
+        return self.vectors(ids) @ np.asarray(query, dtype=np.float32)
 
     def count(self) -> int:
         rows = self.milvus.query(self.collection, filter="", output_fields=["count(*)"])

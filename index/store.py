@@ -115,6 +115,19 @@ class StoreWriter:
     def vector_ids(self) -> set[int]:
         return {row[0] for row in self.conn.execute("SELECT vector_id FROM chunks")}
 
+    def entries(self, vector_ids: list[int]) -> list[tuple[Chunk, str, str | None]]:
+        """(chunk, document title, document date) of chunks written so far, by vector id."""
+        if not vector_ids:
+            return []
+        marks = ",".join("?" * len(vector_ids))
+        rows = self.conn.execute(
+            f'SELECT c.id, c.doc_id, c.ordinal, c.start, c."end", c.text, c.n_tokens, '
+            f"d.title, d.date FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            f"WHERE c.vector_id IN ({marks})",
+            [int(v) for v in vector_ids],
+        ).fetchall()
+        return [(Chunk(*row[:7]), row[7], row[8]) for row in rows]
+
     def texts(self) -> tuple[list[int], list[str]]:
         """(vector ids, texts) of every chunk, for the BM25 index."""
         rows = self.conn.execute("SELECT vector_id, text FROM chunks ORDER BY vector_id").fetchall()

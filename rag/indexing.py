@@ -136,6 +136,8 @@ def build_index(
     seen: dict[str, str] = {}  # id -> content hash: enough for the corpus hash and removals
     added = changed = unchanged = 0
     n_chunks = embedded = skipped = 0
+    changes = False
+    deferred: list[int] = []  # vector ids of unchanged chunks not copied yet
     with IndexWriter(
         settings.index_path,
         model=embedder.name,
@@ -154,8 +156,13 @@ def build_index(
             present = writer.present(batch.kept + batch.new)
             kept = [c for c in batch.kept if c.vector_id not in present]
             new = [c for c in batch.new if c.vector_id not in present]
-            if kept:
+            changes = changes or bool(batch.new)
+            if kept and not changes:
+                # Perhaps nothing changed at all: copy these vectors only once something has.
+                deferred.extend(c.vector_id for c in kept)
+            elif kept:
                 assert base is not None
+                _copy_vectors(writer, base, deferred)
                 writer.add_vectors(entries_for(kept, docs), base.vectors_for(kept))
             if new:
                 writer.add_vectors(entries_for(new, docs), embedder.encode([c.text for c in new]))
@@ -188,6 +195,9 @@ def build_index(
         ):
             writer.abandon()
             return base, _up_to_date(settings, base, started)
+        if deferred:
+            assert base is not None
+            _copy_vectors(writer, base, deferred)
         logger.info(
             "indexed %d documents: %d new, %d changed, %d unchanged, %d removed; "
             "embedded %d chunks, %d were already written",
@@ -214,6 +224,15 @@ def build_index(
         size_bytes=directory_size(index.path),
     )
     return index, report
+
+
+def _copy_vectors(writer: IndexWriter, base: Index, vector_ids: list[int]) -> None:
+    """Copy the base's vectors of these (already written) chunks to the new generation."""
+    step = 1024
+    for start in range(0, len(vector_ids), step):
+        entries = writer.written_entries(vector_ids[start : start + step])
+        writer.add_vectors(entries, base.vectors_for([e.chunk for e in entries]))
+    vector_ids.clear()
 
 
 @dataclass

@@ -232,3 +232,28 @@ def test_stats_name_the_store(milvus_settings):
     stats = json.loads(result.output)
     assert stats["store"] == "milvus" and stats["n_chunks"] == 28
     assert stats["store_location"]["collection"].endswith("_g000001")
+
+
+def test_a_streamed_rerun_without_changes_writes_nothing(
+    bundled_documents, embedder, fresh_store_settings
+):
+    """`rag index` streams its documents: with nothing changed it returns the live
+    generation (no vectors copied, no collection left behind); a change late in the stream
+    still gets every unchanged vector copied."""
+    from dataclasses import replace
+
+    settings = fresh_store_settings.model_copy(update={"ingest_batch_chunks": 8})
+    first, _ = build_index(settings, embedder, iter(bundled_documents))
+    again, report = build_index(settings, embedder, iter(bundled_documents), base=first)
+    assert again is first and report.embedded_chunks == 0 and report.unchanged == 5
+    if settings.store == "milvus":
+        names = client(settings.milvus_uri).list_collections()
+        ours = [n for n in names if n.startswith(settings.milvus_collection)]
+        assert ours == [first.manifest.store_location["collection"]]
+    last = bundled_documents[-1]
+    changed = [*bundled_documents[:-1], replace(last, text=last.text + " An added sentence.")]
+    third, r3 = build_index(settings, embedder, iter(changed), base=first)
+    assert (r3.changed, r3.unchanged, r3.generation) == (1, 4, first.generation + 1)
+    assert third.vectors.count() == r3.n_chunks
+    c = third.store.chunks_of(bundled_documents[0].id)[0]
+    assert np.array_equal(third.vectors_for([c]), first.vectors_for([c]))
