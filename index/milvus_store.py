@@ -187,6 +187,7 @@ def create_collection(
         "rag.model": model,
         "rag.dimension": str(dimension),
         "rag.generation": str(generation),
+        "rag.index_type": index_type,
         "rag.state": STATE_BUILDING,
     }
     description = f"rag-cited chunks, generation {generation}, model {model}"
