@@ -108,17 +108,23 @@ def test_old_generations_are_pruned(bundled_documents, embedder, fresh_store_set
     gens = list_generations(settings.index_path)
     assert len(gens) == 2
     assert current(settings.index_path) == gens[0]
+    if settings.store == "milvus":  # pruned generations' collections are dropped too
+        from index.milvus_store import client
+
+        names = client(settings.milvus_uri).list_collections()
+        ours = sorted(n for n in names if n.startswith(settings.milvus_collection + "_g"))
+        assert ours == [f"{settings.milvus_collection}_g00000{n}" for n in (3, 4)]
 
 
 def test_a_crashed_write_leaves_the_live_index_and_is_cleaned(
-    bundled_documents, embedder, fresh_store_settings
+    bundled_documents, embedder, fresh_settings
 ):
-    build_index(fresh_store_settings, embedder, bundled_documents[:2])
-    leftover = fresh_store_settings.index_path / ".tmp-12345-deadbeef"
+    build_index(fresh_settings, embedder, bundled_documents[:2])
+    leftover = fresh_settings.index_path / ".tmp-12345-deadbeef"
     leftover.mkdir()
     (leftover / "vectors.faiss").write_bytes(b"half")
-    assert Index.load(fresh_store_settings.index_path).manifest.n_documents == 2
-    build_index(fresh_store_settings, embedder, bundled_documents[:3])
+    assert Index.load(fresh_settings.index_path).manifest.n_documents == 2
+    build_index(fresh_settings, embedder, bundled_documents[:3])
     assert not leftover.exists()
 
 

