@@ -81,6 +81,8 @@ class Service:
             self.settings.index_path,
             model=canonical_model_name(self.settings.model) if self.settings.model else None,
             verify=self.settings.verify_checksums,
+            milvus_uri=self.settings.milvus_uri,
+            lexical_source="store" if self.settings.milvus_lexical == "milvus" else "local",
         )
         loaded = time.perf_counter()
         self.load_seconds["index"] = loaded - started
@@ -137,7 +139,10 @@ class Service:
         try:
             started = time.perf_counter()
             index = Index.load_generation(
-                self.settings.index_path / pointer, verify=self.settings.verify_checksums
+                self.settings.index_path / pointer,
+                verify=self.settings.verify_checksums,
+                milvus_uri=self.settings.milvus_uri,
+                lexical_source="store" if self.settings.milvus_lexical == "milvus" else "local",
             )
             self.load_seconds["index"] = time.perf_counter() - started
             index.check_compatible(model=engine.embedder.name, dimension=engine.embedder.dimension)

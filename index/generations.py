@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -151,10 +151,13 @@ def clean_leftovers_if_idle(root: Path) -> bool:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def prune(root: Path, keep: int) -> None:
-    """Delete all but the newest `keep` generations; never the live one."""
+def prune(root: Path, keep: int, on_remove: Callable[[Path], None] | None = None) -> None:
+    """Delete all but the newest `keep` generations; never the live one. `on_remove` is
+    called with each generation before its files go (e.g. to drop a Milvus collection)."""
     live = current(root)
     for p in list_generations(root)[max(keep, 1) :]:
         if live is not None and p.name == live.name:
             continue
+        if on_remove is not None:
+            on_remove(p)
         shutil.rmtree(p, ignore_errors=True)

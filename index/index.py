@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import platform
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,18 +16,21 @@ from typing import Any
 import faiss
 import numpy as np
 
-from index import generations, vectors
+from index import generations
 from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
+from index.faiss_store import FaissBuilder, FaissStore
 from index.lexical import LexicalIndex
 from index.manifest import FORMAT_VERSION, MANIFEST_NAME, FileEntry, Manifest, read_manifest
 from index.records import Chunk, Document
-from index.store import ChunkStore, write_store
+from index.store import ChunkStore, StoreWriter
+from index.vector_store import STORE_KINDS, ChunkFilter, Entry, VectorStore
 
 logger = logging.getLogger(__name__)
 
 VECTORS_FILE = "vectors.faiss"
 STORE_FILE = "store.sqlite"
 LEXICAL_DIR = "bm25"
+LEXICAL_SOURCES = ("local", "store")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,15 +54,25 @@ class Index:
         self,
         path: Path,
         manifest: Manifest,
-        faiss_index: faiss.Index,
+        vectors: VectorStore,
         store: ChunkStore,
         lexical: LexicalIndex,
+        lexical_source: str = "local",
     ):
         self.path = path
         self.manifest = manifest
-        self.faiss_index = faiss_index
+        self.vectors = vectors
         self.store = store
         self.lexical = lexical
+        # "local": BM25 from the generation's bm25s index; "store": the vector store's own
+        # full-text search (Milvus with a BM25 function).
+        self.lexical_source = lexical_source
+
+    @property
+    def faiss_index(self) -> faiss.Index:
+        if not isinstance(self.vectors, FaissStore):
+            raise AttributeError(f"the vectors of {self.path} are in {self.vectors.kind}")
+        return self.vectors.index
 
     # loading
     @classmethod
@@ -69,6 +83,8 @@ class Index:
         model: str | None = None,
         dimension: int | None = None,
         verify: bool = True,
+        milvus_uri: str | None = None,
+        lexical_source: str = "local",
     ) -> Index:
         """Load the live generation under `root`. If it fails its checks, fall back to the
         newest older generation that passes, with a warning; raise if none does."""
@@ -83,7 +99,9 @@ class Index:
         first_error: IndexCorrupt | None = None
         for path in ordered:
             try:
-                index = cls.load_generation(path, verify=verify)
+                index = cls.load_generation(
+                    path, verify=verify, milvus_uri=milvus_uri, lexical_source=lexical_source
+                )
             except IndexCorrupt as exc:
                 first_error = first_error or exc
                 logger.warning("index generation %s is unusable: %s", path.name, exc)
@@ -96,7 +114,16 @@ class Index:
         raise first_error
 
     @classmethod
-    def load_generation(cls, path: Path, *, verify: bool = True) -> Index:
+    def load_generation(
+        cls,
+        path: Path,
+        *,
+        verify: bool = True,
+        milvus_uri: str | None = None,
+        lexical_source: str = "local",
+    ) -> Index:
+        """Load one generation. `milvus_uri` overrides the address its manifest recorded
+        (e.g. the same cluster seen from another host)."""
         if not path.is_dir():
             raise IndexCorrupt(f"index generation {path} is missing")
         manifest = read_manifest(path)
@@ -105,7 +132,12 @@ class Index:
                 f"index at {path} has format version {manifest.format_version}; this version "
                 f"reads {FORMAT_VERSION}. Rebuild it with `rag index --rebuild`."
             )
-        for name in (VECTORS_FILE, STORE_FILE):
+        if manifest.store not in STORE_KINDS:
+            raise IndexCorrupt(f"the manifest of {path} names an unknown store {manifest.store!r}")
+        if lexical_source not in LEXICAL_SOURCES:
+            raise ValueError(f"unknown lexical source {lexical_source!r}: use {LEXICAL_SOURCES}")
+        required = (VECTORS_FILE, STORE_FILE) if manifest.store == "faiss" else (STORE_FILE,)
+        for name in required:
             if name not in manifest.files:
                 raise IndexCorrupt(f"the manifest of {path} does not list {name}")
         for name, entry in manifest.files.items():
@@ -118,24 +150,33 @@ class Index:
                 )
             if verify and sha256_file(file) != entry.sha256:
                 raise IndexCorrupt(f"{file} does not match its checksum in the manifest")
-        faiss_index = vectors.read(path / VECTORS_FILE, manifest.index_params)
         store = ChunkStore(path / STORE_FILE)
         n_chunks = store.count_chunks()
-        if faiss_index.ntotal != n_chunks or n_chunks != manifest.n_chunks:
+        vector_store = open_vector_store(path, manifest, store, milvus_uri=milvus_uri)
+        n_vectors = vector_store.count()
+        if n_vectors != n_chunks or n_chunks != manifest.n_chunks:
             raise IndexCorrupt(
-                f"index at {path} holds {faiss_index.ntotal} vectors and {n_chunks} chunks "
+                f"index at {path} holds {n_vectors} vectors and {n_chunks} chunks "
                 f"(manifest: {manifest.n_chunks}); they must be equal"
             )
-        if faiss_index.d != manifest.dimension:
+        dim = vector_store.describe().dimension
+        if dim != manifest.dimension and n_chunks:
             raise IndexCorrupt(
-                f"vector dimension {faiss_index.d} differs from the manifest's {manifest.dimension}"
+                f"vector dimension {dim} differs from the manifest's {manifest.dimension}"
             )
         lexical = LexicalIndex.load(path / LEXICAL_DIR)
         if len(lexical) != n_chunks:
             raise IndexCorrupt(
                 f"the BM25 index of {path} holds {len(lexical)} chunks, not {n_chunks}"
             )
-        return cls(path, manifest, faiss_index, store, lexical)
+        if lexical_source == "store" and not manifest.store_full_text:
+            logger.warning(
+                "the %s store of %s has no full-text search: BM25 stays local",
+                manifest.store,
+                path.name,
+            )
+            lexical_source = "local"
+        return cls(path, manifest, vector_store, store, lexical, lexical_source)
 
     def check_compatible(self, *, model: str | None, dimension: int | None) -> None:
         m = self.manifest
@@ -157,12 +198,19 @@ class Index:
         return self.manifest.generation
 
     def __len__(self) -> int:
-        return int(self.faiss_index.ntotal)
+        return self.manifest.n_chunks
 
     def search(
-        self, query_vectors: np.ndarray, k: int, allowed_vector_ids: Sequence[int] | None = None
+        self,
+        query_vectors: np.ndarray,
+        k: int,
+        allowed_vector_ids: Sequence[int] | None = None,
+        *,
+        where: ChunkFilter | None = None,
     ) -> list[list[Hit]]:
-        """Top-k chunks for each query vector, best first."""
+        """Top-k chunks for each query vector, best first. `where` filters on chunk
+        metadata in the vector store (Milvus runs it in the database); for FAISS, and when
+        only ids are given, `allowed_vector_ids` restricts the search."""
         if len(self) == 0 or k <= 0:
             return [[] for _ in range(len(query_vectors))]
         allowed = None
@@ -170,7 +218,11 @@ class Index:
             if len(allowed_vector_ids) == 0:
                 return [[] for _ in range(len(query_vectors))]
             allowed = np.asarray(allowed_vector_ids, dtype=np.int64)
-        scores, ids = vectors.search(self.faiss_index, query_vectors, k, allowed)
+        if where is not None and not where.empty and self.vectors.kind != "faiss":
+            allowed = None  # the database filters on the metadata itself
+        elif where is not None and where.empty:
+            where = None
+        scores, ids = self.vectors.search(query_vectors, k, where=where, allowed_ids=allowed)
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
         chunks = self.store.chunks_by_vector_ids(wanted)
         results = []
@@ -190,7 +242,10 @@ class Index:
         """Top-k chunks by BM25, best first; only chunks sharing a term with the query."""
         if allowed_vector_ids is not None and len(allowed_vector_ids) == 0:
             return []
-        ranked = self.lexical.search(query, k, allowed_vector_ids)
+        if self.lexical_source == "store":
+            ranked = self.vectors.search_text(query, k, allowed_ids=allowed_vector_ids)
+        else:
+            ranked = self.lexical.search(query, k, allowed_vector_ids)
         chunks = self.store.chunks_by_vector_ids([vid for vid, _ in ranked])
         return [Hit(chunks[vid], score) for vid, score in ranked if vid in chunks]
 
@@ -198,21 +253,49 @@ class Index:
         """Exact inner products of `query_vector` with the stored vectors of `chunks`."""
         if not chunks:
             return np.zeros(0, dtype=np.float32)
-        return self.vectors_for(chunks) @ np.asarray(query_vector, dtype=np.float32)
+        return self.vectors.scores(query_vector, [c.vector_id for c in chunks])
 
     def lexical_scores(self, query: str, chunks: Sequence[Chunk]) -> np.ndarray:
         if not chunks:
             return np.zeros(0, dtype=np.float32)
+        if self.lexical_source == "store":
+            return self.vectors.text_scores(query, [c.vector_id for c in chunks])
         return self.lexical.scores(query)[self.lexical.positions([c.vector_id for c in chunks])]
 
     def vectors_for(self, chunks: Sequence[Chunk]) -> np.ndarray:
-        return vectors.reconstruct(self.faiss_index, [c.vector_id for c in chunks])
+        return self.vectors.vectors([c.vector_id for c in chunks])
 
     def vectors_for_ids(self, vector_ids: Sequence[int] | np.ndarray) -> np.ndarray:
-        return vectors.reconstruct(self.faiss_index, vector_ids)
+        return self.vectors.vectors([int(i) for i in vector_ids])
 
     def close(self) -> None:
         self.store.close()
+        self.vectors.close()
+
+
+def open_vector_store(
+    path: Path, manifest: Manifest, store: ChunkStore, *, milvus_uri: str | None = None
+) -> VectorStore:
+    """The vector store a generation's manifest names, checked against the manifest."""
+
+    def resolve(where: ChunkFilter) -> list[int]:
+        return store.vector_ids_where(
+            doc_ids=None if where.doc_ids is None else list(where.doc_ids),
+            date_from=where.date_from,
+            date_to=where.date_to,
+        )
+
+    if manifest.store == "faiss":
+        return FaissStore.read(path / VECTORS_FILE, manifest.index_params, resolve)
+    from index.milvus_store import MilvusStore
+
+    uri = milvus_uri or manifest.store_location.get("uri")
+    collection = manifest.store_location.get("collection")
+    if not uri or not collection:
+        raise IndexCorrupt(f"the manifest of {path} names no Milvus uri and collection")
+    milvus = MilvusStore(uri, collection)
+    milvus.check(model=manifest.model, dimension=manifest.dimension, count=manifest.n_chunks)
+    return milvus
 
 
 def library_versions() -> dict[str, str]:
@@ -222,6 +305,234 @@ def library_versions() -> dict[str, str]:
     for dist in ("sentence-transformers", "torch", "tiktoken", "rag-cited"):
         with contextlib.suppress(PackageNotFoundError):
             out[dist] = version(dist)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Where a new generation's vectors go: "faiss" (a file of the generation) or "milvus"
+    (a collection `<milvus_collection>_g<NNNNNN>` at `milvus_uri`: a milvus-lite file path
+    or http://host:19530)."""
+
+    kind: str = "faiss"
+    index_type: str = "auto"
+    milvus_uri: str | None = None
+    milvus_collection: str = "rag_chunks"
+
+    def __post_init__(self) -> None:
+        if self.kind not in STORE_KINDS:
+            raise ValueError(f"unknown vector store {self.kind!r}: use one of {STORE_KINDS}")
+        if self.kind == "milvus" and not self.milvus_uri:
+            raise ValueError("the Milvus store needs a uri (--milvus-uri)")
+
+
+class IndexWriter:
+    """Writes one new generation batch by batch, then makes it live (`commit`).
+
+    Use as a context manager: the writer lock is held throughout; leaving without `commit`
+    (an error, an interruption) removes the local partial write. A Milvus collection being
+    written is kept, so the next write of the same generation resumes it (`present`).
+
+        with IndexWriter(root, model=..., dimension=..., ...) as writer:
+            for docs, chunks in batches:
+                writer.add_documents(docs, chunks)
+                todo = [c for c in chunks if c.vector_id not in writer.present(chunks)]
+                writer.add_vectors(entries_of(todo), embed(todo))
+            index = writer.commit(corpus_hash=...)
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        model: str,
+        dimension: int,
+        tokenizer: str,
+        chunking: dict[str, Any],
+        store: StoreConfig | None = None,
+        keep: int = 3,
+    ):
+        self.root = Path(root)
+        self.model = model
+        self.dimension = dimension
+        self.tokenizer = tokenizer
+        self.chunking = chunking
+        self.config = store or StoreConfig()
+        self.keep = keep
+        self.started = time.perf_counter()
+        self._stack = contextlib.ExitStack()
+        self._tmp: Path | None = None
+        self._sqlite: StoreWriter | None = None
+        self._builder: Any = None
+        self.committed: Index | None = None
+
+    def __enter__(self) -> IndexWriter:
+        self._stack.enter_context(generations.writer_lock(self.root))
+        try:
+            generations.clean_leftovers(self.root)
+            self.number = generations.next_number(self.root)
+            self._tmp = generations.new_tmp_dir(self.root)
+            self._sqlite = StoreWriter(self._tmp / STORE_FILE)
+            if self.config.kind == "milvus":
+                from index.milvus_store import MilvusBuilder
+
+                assert self.config.milvus_uri is not None
+                self._builder = MilvusBuilder(
+                    self.config.milvus_uri,
+                    self.config.milvus_collection,
+                    self.number,
+                    model=self.model,
+                    dimension=self.dimension,
+                    index_type=self.config.index_type,
+                )
+            else:
+                self._builder = FaissBuilder(self.dimension, self.config.index_type)
+        except BaseException:
+            self._cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+        if self._tmp is not None and self._tmp.exists():
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        self._stack.close()
+
+    def abandon(self) -> None:
+        """Give up this generation (nothing changed): drop its Milvus collection too."""
+        if self.config.kind == "milvus" and self._builder is not None:
+            self._builder.store.drop()
+        self._builder = None
+
+    @property
+    def resumed(self) -> bool:
+        return bool(getattr(self._builder, "resumed", False))
+
+    def present(self, chunks: Sequence[Chunk]) -> set[int]:
+        """Vector ids of `chunks` already written with the same text by an interrupted write
+        of this generation (Milvus only): they need no embedding."""
+        from index.milvus_store import text_hash
+
+        if not chunks or not self.resumed:
+            return set()
+        return self._builder.present(
+            [c.vector_id for c in chunks], [text_hash(c.text) for c in chunks]
+        )
+
+    def add_documents(self, documents: Sequence[Document], chunks: Sequence[Chunk]) -> None:
+        """Store `documents` and all their chunks (vectors come with `add_vectors`)."""
+        assert self._sqlite is not None, "use IndexWriter as a context manager"
+        self._sqlite.add(documents, chunks)
+
+    def written_entries(self, vector_ids: Sequence[int]) -> list[Entry]:
+        """Entries of chunks already given to `add_documents`, by vector id."""
+        assert self._sqlite is not None
+        return [Entry(c, t, d) for c, t, d in self._sqlite.entries(list(vector_ids))]
+
+    def add_vectors(self, entries: Sequence[Entry], vectors: np.ndarray) -> None:
+        if len(entries) != len(vectors):
+            raise ValueError(f"{len(entries)} chunks but {len(vectors)} embeddings")
+        if len(entries):
+            self._builder.add(entries, np.asarray(vectors, dtype=np.float32))
+
+    def commit(self, *, corpus_hash: str, build_seconds: float | None = None) -> Index:
+        """Finish the vectors, BM25 and manifest, and switch the pointer to the generation."""
+        assert self._sqlite is not None and self._tmp is not None
+        tmp, sqlite = self._tmp, self._sqlite
+        sqlite.commit()
+        n_chunks, n_documents = sqlite.count_chunks(), sqlite.count_documents()
+        location: dict[str, str] = {}
+        full_text = False
+        if self.config.kind == "milvus":
+            milvus = self._builder.finish(n_chunks, sqlite.vector_ids)
+            description = milvus.describe()
+            location, full_text = description.location, description.full_text
+            index_type, index_params = description.index_type, description.index_params
+        else:
+            faiss_store = self._builder.finish()
+            if faiss_store.count() != n_chunks:
+                raise ValueError(f"{n_chunks} chunks but {faiss_store.count()} vectors")
+            faiss_store.write(tmp / VECTORS_FILE)
+            description = faiss_store.describe()
+            index_type, index_params = description.index_type, description.index_params
+            del faiss_store
+        ids, texts = sqlite.texts()
+        LexicalIndex.build(texts, ids).save(tmp / LEXICAL_DIR)
+        del ids, texts
+        sqlite.close()
+        self._sqlite = None
+        files = {
+            p.relative_to(tmp).as_posix(): FileEntry(sha256=sha256_file(p), bytes=p.stat().st_size)
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
+        manifest = Manifest(
+            generation=self.number,
+            model=self.model,
+            dimension=self.dimension,
+            index_type=index_type,
+            index_params=index_params,
+            tokenizer=self.tokenizer,
+            chunking=self.chunking,
+            corpus_hash=corpus_hash,
+            n_documents=n_documents,
+            n_chunks=n_chunks,
+            files=files,
+            versions=library_versions(),
+            build_seconds=build_seconds
+            if build_seconds is not None
+            else time.perf_counter() - self.started,
+            store=self.config.kind,
+            store_location=location,
+            store_full_text=full_text,
+        )
+        (tmp / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+        final = generations.commit(self.root, tmp, self.number)
+        self._tmp = None
+        generations.prune(self.root, self.keep, on_remove=self._drop_vectors_of)
+        logger.info(
+            "wrote index generation %s (%d chunks, %s store, %s index %s)",
+            final.name,
+            n_chunks,
+            self.config.kind,
+            index_type,
+            index_params,
+        )
+        self.committed = Index.load_generation(
+            final, verify=False, milvus_uri=self.config.milvus_uri
+        )
+        return self.committed
+
+    def _drop_vectors_of(self, path: Path) -> None:
+        """Before a pruned generation's files go: drop its Milvus collection, if any."""
+        try:
+            manifest = read_manifest(path)
+        except IndexCorrupt:
+            return
+        if manifest.store != "milvus":
+            return
+        from index.milvus_store import drop_collection
+
+        uri = self.config.milvus_uri or manifest.store_location.get("uri")
+        name = manifest.store_location.get("collection")
+        if uri and name:
+            try:
+                drop_collection(uri, name)
+            except Exception as exc:  # the local files go anyway; say what was left
+                logger.warning("could not drop Milvus collection %s: %s", name, exc)
+
+
+def entries_for(chunks: Sequence[Chunk], documents: dict[str, Document]) -> list[Entry]:
+    """Chunks with their documents' title and date, for the vector store's metadata."""
+    out = []
+    for c in chunks:
+        doc = documents.get(c.doc_id)
+        out.append(Entry(c, doc.title if doc else "", doc.date if doc else None))
     return out
 
 
@@ -238,71 +549,35 @@ def write_index(
     index_type: str = "auto",
     keep: int = 3,
     build_seconds: float | None = None,
+    store: StoreConfig | None = None,
 ) -> Index:
     """Write a new generation holding exactly `documents`/`chunks`/`embeddings` and make it live.
 
     `index_type` is "flat", "hnsw", "ivf" or "auto" (chosen by size, `vectors.choose`); the
-    manifest records the concrete type and its parameters.
+    manifest records the concrete type and its parameters. `store` says where the vectors go
+    (default: FAISS, with `index_type`).
 
     The previous generation keeps serving until the pointer switches; a crash before
     then leaves it live and the partial write is cleaned on the next write.
     """
     if len(chunks) != len(embeddings):
         raise ValueError(f"{len(chunks)} chunks but {len(embeddings)} embeddings")
-    root = Path(root)
-    started = time.perf_counter()
-    ids = np.array([c.vector_id for c in chunks], dtype=np.int64)
-    if len(set(ids.tolist())) != len(ids):
+    ids = [c.vector_id for c in chunks]
+    if len(set(ids)) != len(ids):
         raise ValueError("duplicate chunk ids")
     dimension = int(embeddings.shape[1]) if embeddings.ndim == 2 else 0
-    with generations.writer_lock(root):
-        generations.clean_leftovers(root)
-        number = generations.next_number(root)
-        tmp = generations.new_tmp_dir(root)
-        try:
-            faiss_index = vectors.build(embeddings, ids, index_type)
-            spec = vectors.describe(faiss_index)
-            vectors.write(faiss_index, tmp / VECTORS_FILE)
-            del faiss_index
-            write_store(tmp / STORE_FILE, documents, chunks)
-            LexicalIndex.build([c.text for c in chunks], ids).save(tmp / LEXICAL_DIR)
-            files = {
-                p.relative_to(tmp).as_posix(): FileEntry(
-                    sha256=sha256_file(p), bytes=p.stat().st_size
-                )
-                for p in sorted(tmp.rglob("*"))
-                if p.is_file()
-            }
-            manifest = Manifest(
-                generation=number,
-                model=model,
-                dimension=dimension,
-                index_type=spec.kind,
-                index_params=spec.params,
-                tokenizer=tokenizer,
-                chunking=chunking,
-                corpus_hash=corpus_hash,
-                n_documents=len(documents),
-                n_chunks=len(chunks),
-                files=files,
-                versions=library_versions(),
-                build_seconds=build_seconds
-                if build_seconds is not None
-                else time.perf_counter() - started,
-            )
-            (tmp / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
-            final = generations.commit(root, tmp, number)
-        except BaseException:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        generations.prune(root, keep)
-    logger.info(
-        "wrote index generation %s (%d chunks, %s index %s)",
-        final.name,
-        len(chunks),
-        spec.kind,
-        spec.params,
-    )
-    return Index.load_generation(final, verify=False)
+    if store is None:
+        store = StoreConfig(index_type=index_type)
+    with IndexWriter(
+        root,
+        model=model,
+        dimension=dimension,
+        tokenizer=tokenizer,
+        chunking=chunking,
+        store=store,
+        keep=keep,
+    ) as writer:
+        writer.add_documents(documents, chunks)
+        by_id = {d.id: d for d in documents}
+        writer.add_vectors(entries_for(chunks, by_id), embeddings)
+        return writer.commit(corpus_hash=corpus_hash, build_seconds=build_seconds)

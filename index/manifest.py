@@ -42,6 +42,16 @@ class Manifest(BaseModel):
     files: dict[str, FileEntry] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     build_seconds: float | None = None
+    store: str = Field(
+        default="faiss", description="Where the vectors live: faiss (a file here) or milvus."
+    )
+    store_location: dict[str, str] = Field(
+        default_factory=dict,
+        description="For milvus: the uri it was written to and the generation's collection.",
+    )
+    store_full_text: bool = Field(
+        default=False, description="Whether the vector store can rank by BM25 itself."
+    )
 
 
 def read_manifest(directory: Path) -> Manifest:

@@ -56,39 +56,88 @@ class DocumentSummary:
 
 def write_store(path: Path, documents: Iterable[Document], chunks: Iterable[Chunk]) -> None:
     """Write a new store file. `chunks` must belong to `documents`."""
-    chunks = list(chunks)
-    counts: dict[str, int] = {}
-    for c in chunks:
-        counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
-    conn = sqlite3.connect(path)
+    writer = StoreWriter(path)
     try:
-        conn.executescript(SCHEMA)
-        conn.executemany(
-            "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                (
-                    d.id,
-                    d.title,
-                    d.date,
-                    d.url,
-                    d.source,
-                    d.text,
-                    d.content_hash,
-                    counts.get(d.id, 0),
-                )
-                for d in documents
-            ),
-        )
-        conn.executemany(
-            f"INSERT INTO chunks (vector_id, {_CHUNK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                (c.vector_id, c.id, c.doc_id, c.ordinal, c.start, c.end, c.text, c.n_tokens)
-                for c in chunks
-            ),
-        )
-        conn.commit()
+        writer.add(documents, chunks)
+        writer.commit()
     finally:
-        conn.close()
+        writer.close()
+
+
+class StoreWriter:
+    """Writes a new store file batch by batch (streaming ingestion); `commit` makes it whole.
+
+    Each `add` must hold all chunks of its documents."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn = sqlite3.connect(path)
+        self.conn.executescript(SCHEMA)
+
+    def add(self, documents: Iterable[Document], chunks: Iterable[Chunk]) -> None:
+        chunks = list(chunks)
+        counts: dict[str, int] = {}
+        for c in chunks:
+            counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
+        try:
+            self.conn.executemany(
+                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (
+                        d.id,
+                        d.title,
+                        d.date,
+                        d.url,
+                        d.source,
+                        d.text,
+                        d.content_hash,
+                        counts.get(d.id, 0),
+                    )
+                    for d in documents
+                ),
+            )
+            self.conn.executemany(
+                f"INSERT INTO chunks (vector_id, {_CHUNK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (c.vector_id, c.id, c.doc_id, c.ordinal, c.start, c.end, c.text, c.n_tokens)
+                    for c in chunks
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise ValueError(f"duplicate document or chunk ids: {exc}") from exc
+
+    def count_chunks(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    def count_documents(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM documents").fetchone()[0])
+
+    def vector_ids(self) -> set[int]:
+        return {row[0] for row in self.conn.execute("SELECT vector_id FROM chunks")}
+
+    def entries(self, vector_ids: list[int]) -> list[tuple[Chunk, str, str | None]]:
+        """(chunk, document title, document date) of chunks written so far, by vector id."""
+        if not vector_ids:
+            return []
+        marks = ",".join("?" * len(vector_ids))
+        rows = self.conn.execute(
+            f'SELECT c.id, c.doc_id, c.ordinal, c.start, c."end", c.text, c.n_tokens, '
+            f"d.title, d.date FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            f"WHERE c.vector_id IN ({marks})",
+            [int(v) for v in vector_ids],
+        ).fetchall()
+        return [(Chunk(*row[:7]), row[7], row[8]) for row in rows]
+
+    def texts(self) -> tuple[list[int], list[str]]:
+        """(vector ids, texts) of every chunk, for the BM25 index."""
+        rows = self.conn.execute("SELECT vector_id, text FROM chunks ORDER BY vector_id").fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 class ChunkStore:

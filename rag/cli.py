@@ -73,6 +73,30 @@ index_option = click.option(
     help="Index directory (default: $RAG_INDEX_PATH or .rag/index).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (the API's models).")
+
+
+def store_options(func: Callable) -> Callable:
+    """--store, --milvus-uri, --milvus-collection (see README, "Scale-out on Milvus")."""
+    func = click.option(
+        "--milvus-collection",
+        default=None,
+        help="Base name of the Milvus collections (default rag_chunks; generation N is "
+        "<name>_g<N>).",
+    )(func)
+    func = click.option(
+        "--milvus-uri",
+        default=None,
+        help="milvus-lite file (./milvus.db) or http://host:19530 (Milvus standalone/cluster).",
+    )(func)
+    func = click.option(
+        "--store",
+        type=click.Choice(["faiss", "milvus"]),
+        default=None,
+        help="Vector store: faiss (embedded, default) or milvus. Readers follow the index.",
+    )(func)
+    return func
+
+
 k_option = click.option(
     "--k", "k", type=int, default=None, help="Passages to retrieve (default 5)."
 )
@@ -108,6 +132,7 @@ def main(ctx: click.Context, verbose: int) -> None:
 @click.option("--chunk-tokens", type=int, default=None, help="Maximum tokens per chunk.")
 @click.option("--chunk-overlap", type=int, default=None, help="Overlap between chunks, in tokens.")
 @click.option("--rebuild", is_flag=True, help="Re-embed everything instead of reusing vectors.")
+@store_options
 @json_option
 @click.pass_context
 @friendly_errors
@@ -120,26 +145,37 @@ def index_command(
     chunk_overlap: int | None,
     rebuild: bool,
     as_json: bool,
+    store: str | None = None,
+    milvus_uri: str | None = None,
+    milvus_collection: str | None = None,
 ) -> None:
     """Build or update the index of DIRECTORY (default: the bundled corpus).
 
     The index then holds exactly the documents of DIRECTORY; unchanged documents keep
     their embeddings.
     """
-    from index import Index, IndexCorrupt, IndexMismatch, IndexNotFound
-    from rag.documents import load_corpus
+    from index import IndexCorrupt, IndexMismatch, IndexNotFound
+    from rag.documents import iter_corpus
     from rag.embedding import Embedder
-    from rag.indexing import build_index
+    from rag.indexing import build_index, load_index
 
     settings = _settings(
-        ctx, index_path, model=model, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap
+        ctx,
+        index_path,
+        model=model,
+        chunk_tokens=chunk_tokens,
+        chunk_overlap=chunk_overlap,
+        store=store,
+        milvus_uri=milvus_uri,
+        milvus_collection=milvus_collection,
     )
     directory = directory or settings.corpus_dir
-    documents = load_corpus(directory, max_file_bytes=settings.max_file_bytes)
+    # Streamed: documents are read, chunked, embedded and written batch by batch.
+    documents = iter_corpus(directory, max_file_bytes=settings.max_file_bytes)
     base = None
     if not rebuild:
         try:
-            base = Index.load(settings.index_path, verify=settings.verify_checksums)
+            base = load_index(settings)
         except IndexNotFound:
             base = None
         except (IndexCorrupt, IndexMismatch) as exc:
@@ -167,14 +203,20 @@ def _engine(settings: Settings):
 @click.argument("question")
 @k_option
 @index_option
+@store_options
 @json_option
 @click.pass_context
 @friendly_errors
 def ask(
-    ctx: click.Context, question: str, k: int | None, index_path: Path | None, as_json: bool
+    ctx: click.Context,
+    question: str,
+    k: int | None,
+    index_path: Path | None,
+    as_json: bool,
+    **store: Any,
 ) -> None:
     """Answer QUESTION from the index, citing the passages used."""
-    response = _engine(_settings(ctx, index_path)).ask(question, k=k)
+    response = _engine(_settings(ctx, index_path, **store)).ask(question, k=k)
     if as_json:
         emit_json(response)
         return
@@ -199,14 +241,20 @@ def ask(
 @click.argument("query")
 @k_option
 @index_option
+@store_options
 @json_option
 @click.pass_context
 @friendly_errors
 def search(
-    ctx: click.Context, query: str, k: int | None, index_path: Path | None, as_json: bool
+    ctx: click.Context,
+    query: str,
+    k: int | None,
+    index_path: Path | None,
+    as_json: bool,
+    **store: Any,
 ) -> None:
     """Show the chunks retrieved for QUERY, with their scores."""
-    response = _engine(_settings(ctx, index_path)).search(query, k=k)
+    response = _engine(_settings(ctx, index_path, **store)).search(query, k=k)
     if as_json:
         emit_json(response)
         return
@@ -329,14 +377,12 @@ def docs(
 @friendly_errors
 def stats(ctx: click.Context, index_path: Path | None, as_json: bool) -> None:
     """Describe the index: model, chunking, counts, size, build time."""
-    from index import Index
-
     settings = _settings(ctx, index_path)
     # Reading the manifest needs no model.
-    from rag.indexing import directory_size
+    from rag.indexing import directory_size, load_index
     from rag.models import IndexStats
 
-    index = Index.load(settings.index_path, verify=settings.verify_checksums)
+    index = load_index(settings)
     m = index.manifest
     result = IndexStats(
         path=str(index.path),
@@ -351,6 +397,8 @@ def stats(ctx: click.Context, index_path: Path | None, as_json: bool) -> None:
         created=m.created,
         build_seconds=m.build_seconds,
         size_bytes=directory_size(index.path),
+        store=m.store,
+        store_location=m.store_location,
     )
     if as_json:
         emit_json(result)
@@ -400,8 +448,18 @@ def eval_command(ctx: click.Context, **options: Any) -> None:
     show_default=True,
     help="Worker processes; each loads the model and the index.",
 )
+@store_options
 @click.pass_context
-def serve(ctx: click.Context, index_path: Path | None, host: str, port: int, workers: int) -> None:
+def serve(
+    ctx: click.Context,
+    index_path: Path | None,
+    host: str,
+    port: int,
+    workers: int,
+    store: str | None = None,
+    milvus_uri: str | None = None,
+    milvus_collection: str | None = None,
+) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs).
 
     \b
@@ -410,6 +468,7 @@ def serve(ctx: click.Context, index_path: Path | None, host: str, port: int, wor
       RAG_READ_API_KEY=...     require a key for reads too
     Example:
       rag serve --index .rag/index --port 8000
+      rag serve --store milvus --milvus-uri http://milvus:19530 --index .rag/index
       curl -s localhost:8000/ask -H 'content-type: application/json' \\
            -d '{"question": "What minerals does the Chirchik center target?"}'
     """
@@ -417,9 +476,25 @@ def serve(ctx: click.Context, index_path: Path | None, host: str, port: int, wor
 
     import uvicorn
 
+    if milvus_uri is not None and workers > 1:
+        from index.milvus_store import is_remote
+
+        if not is_remote(milvus_uri):
+            raise click.ClickException(
+                "a milvus-lite file can be opened by one process only: use --workers 1, or a "
+                "Milvus server (--milvus-uri http://host:19530) for several workers"
+            )
     if index_path is not None:
         # Through the environment, so that every worker process builds the same Settings.
         os.environ["RAG_INDEX_PATH"] = str(index_path.resolve())
+    if store is not None:
+        os.environ["RAG_STORE"] = store
+    if milvus_uri is not None:
+        from index.milvus_store import normalize_uri
+
+        os.environ["RAG_MILVUS_URI"] = normalize_uri(milvus_uri)
+    if milvus_collection is not None:
+        os.environ["RAG_MILVUS_COLLECTION"] = milvus_collection
     verbose = ctx.find_root().params.get("verbose", 0)
     uvicorn.run(
         "api.main:create_app",

@@ -136,6 +136,35 @@ class Settings(BaseSettings):
         description="Longest time to a response before 504; 0 disables. A handler running in "
         "a worker thread finishes its work after the 504, and its result is discarded.",
     )
+    # vector store (see README, "Scale-out on Milvus")
+    store: Literal["faiss", "milvus"] | None = Field(
+        default=None,
+        description="Where vectors live: faiss (embedded, a file of each generation) or milvus "
+        "(a collection per generation). Unset: the existing index's store, else faiss.",
+    )
+    milvus_uri: str | None = Field(
+        default=None,
+        description="Milvus address: a milvus-lite file (./milvus.db) or http://host:19530 for "
+        "a Milvus standalone or cluster. Unset: the one the index was built with, else "
+        "INDEX_PATH/milvus.db.",
+    )
+    milvus_collection: str = Field(
+        default="rag_chunks",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$",
+        description="Base name of the Milvus collections; generation N writes <name>_g<N>.",
+    )
+    milvus_lexical: Literal["local", "milvus"] = Field(
+        default="local",
+        description="BM25 side of hybrid retrieval on a Milvus index: local (the bm25s index "
+        "of each generation, identical to the FAISS setup) or milvus (Milvus' own full-text "
+        "search, where the server supports it).",
+    )
+    ingest_batch_chunks: int = Field(
+        default=512,
+        ge=1,
+        description="Chunks chunked, embedded and written per batch when indexing (documents "
+        "are streamed, never all held in memory).",
+    )
     log_json: bool = Field(
         default=False, description="Server logs as one JSON object per line (RAG_LOG_JSON=1)."
     )

@@ -27,24 +27,30 @@ class CorpusError(ValueError):
 def load_corpus(directory: Path, *, max_file_bytes: int = 20_000_000) -> list[Document]:
     """Every supported file under `directory` (recursively), cleaned. Files that cannot be
     read are skipped with a warning naming them; no document at all is an error."""
+    return list(iter_corpus(directory, max_file_bytes=max_file_bytes))
+
+
+def iter_corpus(directory: Path, *, max_file_bytes: int = 20_000_000) -> Iterator[Document]:
+    """`load_corpus`, one document at a time (for streaming ingestion): only the ids seen
+    are kept in memory. No document at all raises EmptyCorpus once the folder is read."""
     directory = Path(directory)
     if not directory.is_dir():
         raise CorpusError(f"{directory} is not a folder")
-    documents: dict[str, Document] = {}
+    seen: set[str] = set()
     root = directory.resolve()
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         if not path.resolve().is_relative_to(root):
             logger.warning("skipping %s: it links outside %s", path, directory)
             continue
         for doc in load_file(path, root=directory, max_file_bytes=max_file_bytes):
-            if doc.id in documents:
+            if doc.id in seen:
                 logger.warning("skipping %s: document id %r is already taken", path, doc.id)
                 continue
-            documents[doc.id] = doc
-    if not documents:
+            seen.add(doc.id)
+            yield doc
+    if not seen:
         kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
         raise EmptyCorpus(f"no documents found in {directory} (looked for {kinds})")
-    return list(documents.values())
 
 
 def load_file(

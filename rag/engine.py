@@ -11,12 +11,12 @@ import threading
 import time
 from collections.abc import Sequence
 
-from index import Document, Index
+from index import ChunkFilter, Document, Index
 from rag.answer import compose_answer
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import InvalidQuestion, QuestionTooLong
-from rag.indexing import build_index, directory_size
+from rag.indexing import build_index, directory_size, load_index
 from rag.models import (
     AskResponse,
     BuildReport,
@@ -49,11 +49,7 @@ class Engine:
     def load(cls, settings: Settings, embedder: Embedder | None = None) -> Engine:
         """Load the index at `settings.index_path` and the model it was built with (or the
         configured one, which must match)."""
-        index = Index.load(
-            settings.index_path,
-            model=_configured_model(settings),
-            verify=settings.verify_checksums,
-        )
+        index = load_index(settings, model=_configured_model(settings))
         if embedder is None:
             embedder = Embedder(
                 settings.model or index.manifest.model,
@@ -109,6 +105,7 @@ class Engine:
             k,
             mode=mode,
             allowed_ids=_allowed_ids(index, filters),
+            where=_where(filters),
             depth=self.settings.fusion_depth,
             fusion=self.settings.fusion,
             dense_weight=self.settings.dense_weight,
@@ -291,6 +288,8 @@ class Engine:
             created=m.created,
             build_seconds=m.build_seconds,
             size_bytes=directory_size(index.path),
+            store=m.store,
+            store_location=m.store_location,
         )
 
     # writes
@@ -339,6 +338,18 @@ def _allowed_ids(index: Index, filters: Filters | None) -> list[int] | None:
         date_from=filters.date_from.isoformat() if filters.date_from else None,
         date_to=filters.date_to.isoformat() if filters.date_to else None,
     )
+
+
+def _where(filters: Filters | None) -> ChunkFilter | None:
+    """The filters as the vector store sees them (Milvus runs them in the database)."""
+    if filters is None:
+        return None
+    where = ChunkFilter(
+        doc_ids=filters.doc_ids,
+        date_from=filters.date_from.isoformat() if filters.date_from else None,
+        date_to=filters.date_to.isoformat() if filters.date_to else None,
+    )
+    return None if where.empty else where
 
 
 def _info(summary) -> DocumentInfo:

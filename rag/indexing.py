@@ -1,14 +1,32 @@
-"""Build or update an index from documents, embedding only what changed."""
+"""Build or update an index from documents, embedding only what changed.
+
+Documents are streamed: taken in batches of about `settings.ingest_batch_chunks` chunks,
+each batch chunked, embedded and written (chunk store and vector store) before the next is
+read, so a corpus is never held in memory whole. FAISS still holds all vectors in memory
+(its index does); Milvus receives them batch by batch.
+
+An interrupted build of a Milvus generation resumes: the next build of the same generation
+finds the chunks already in the collection (same id, same text hash) and does not embed
+them again.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
-
-from index import Chunk, Document, Index, write_index
+from index import (
+    Chunk,
+    Document,
+    Index,
+    IndexWriter,
+    StoreConfig,
+    content_hash,
+    entries_for,
+)
 from rag.chunking import chunk_text
 from rag.config import Settings
 from rag.documents import corpus_hash
@@ -16,6 +34,17 @@ from rag.embedding import Embedder
 from rag.models import BuildReport
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDone:
+    """Progress after one batch is written (passed to `build_index`'s `on_batch`)."""
+
+    batch: int
+    documents: int  # documents written so far
+    chunks: int  # chunks written so far
+    embedded: int  # chunks embedded so far (by this run)
+    skipped: int  # chunks found already written by an interrupted run
 
 
 def chunking_settings(settings: Settings) -> dict[str, int | str]:
@@ -35,125 +64,281 @@ def reusable(base: Index | None, settings: Settings, embedder: Embedder) -> bool
     )
 
 
+def store_config(settings: Settings, base: Index | None = None) -> StoreConfig:
+    """Where a new generation goes: the configured store, else the base index's, else FAISS."""
+    kind = settings.store or (base.manifest.store if base is not None else "faiss")
+    uri = None
+    if kind == "milvus":
+        uri = settings.milvus_uri
+        if uri is None and base is not None and base.manifest.store == "milvus":
+            uri = base.manifest.store_location.get("uri")
+        uri = uri or str(Path(settings.index_path) / "milvus.db")
+    return StoreConfig(
+        kind=kind,
+        index_type=settings.index_type,
+        milvus_uri=uri,
+        milvus_collection=settings.milvus_collection,
+    )
+
+
+def load_index(settings: Settings, *, model: str | None = None) -> Index:
+    """The live index at `settings.index_path`, with the configured Milvus address and
+    BM25 source (the manifest says which store holds the vectors)."""
+    return Index.load(
+        settings.index_path,
+        model=model,
+        verify=settings.verify_checksums,
+        milvus_uri=settings.milvus_uri,
+        lexical_source="store" if settings.milvus_lexical == "milvus" else "local",
+    )
+
+
 def build_index(
     settings: Settings,
     embedder: Embedder,
-    documents: Sequence[Document],
+    documents: Iterable[Document],
     *,
     base: Index | None = None,
     replace_all: bool = True,
     delete_ids: Sequence[str] = (),
+    on_batch: Callable[[BatchDone], None] | None = None,
 ) -> tuple[Index, BuildReport]:
     """Write a new index generation.
 
-    `replace_all`: the index will hold exactly `documents` (a folder sync). Otherwise
-    `documents` are added to or replace those of `base`, and `delete_ids` are removed.
-    Documents whose content hash is unchanged keep their stored chunks and vectors.
+    `replace_all`: the index will hold exactly `documents` (a folder sync; `documents` may
+    be any iterable, read once). Otherwise `documents` are added to or replace those of
+    `base`, and `delete_ids` are removed. Documents whose content hash is unchanged keep
+    their stored chunks and vectors. `on_batch` is called after each batch is written.
     """
     started = time.perf_counter()
     base_hashes = base.store.document_hashes() if base is not None else {}
-    incoming = {d.id: d for d in documents}
-    final: dict[str, Document] = {}
-    if not replace_all and base is not None:
-        for summary in base.store.summaries():
-            if summary.id not in incoming and summary.id not in delete_ids:
-                final[summary.id] = base.store.get_document(summary.id)
-    final.update(incoming)
-    for doc_id in delete_ids:
-        final.pop(doc_id, None)
-
     can_reuse = reusable(base, settings, embedder)
-    if (
-        can_reuse
-        and base is not None
-        and not delete_ids
-        and base.manifest.corpus_hash == corpus_hash(final.values())
-    ):
-        logger.info("index is up to date (generation %d)", base.generation)
-        return base, BuildReport(
-            path=str(settings.index_path),
-            generation=base.generation,
-            n_documents=base.manifest.n_documents,
-            n_chunks=base.manifest.n_chunks,
-            added=0,
-            changed=0,
-            unchanged=base.manifest.n_documents,
-            removed=0,
-            embedded_chunks=0,
-            seconds=round(time.perf_counter() - started, 3),
-            size_bytes=directory_size(base.path),
-        )
-    kept_chunks: list[Chunk] = []
-    new_chunks: list[Chunk] = []
-    added = changed = unchanged = 0
-    for doc in final.values():
-        old_hash = base_hashes.get(doc.id)
-        if can_reuse and old_hash == doc.content_hash:
-            assert base is not None
-            kept_chunks.extend(base.store.chunks_of(doc.id))
-            unchanged += 1
-            continue
-        if old_hash is None:
-            added += 1
-        else:
-            changed += 1
-        new_chunks.extend(
-            chunk_text(
-                doc.id,
-                doc.text,
-                max_tokens=settings.chunk_tokens,
-                overlap=settings.chunk_overlap,
-                encoding=settings.tokenizer,
-            )
-        )
-    removed = sum(1 for doc_id in base_hashes if doc_id not in final)
+    if not replace_all:
+        documents = list(documents)
+        stream: Iterable[Document] = _with_base(documents, base, delete_ids)
+        if can_reuse and base is not None and not delete_ids:
+            hashes = {**base_hashes, **{d.id: d.content_hash for d in documents}}
+            wanted = content_hash(*sorted(f"{i}:{h}" for i, h in hashes.items()))
+            if base.manifest.corpus_hash == wanted:
+                return base, _up_to_date(settings, base, started)
+    else:
+        stream = documents
+        if (
+            isinstance(stream, Sequence)
+            and can_reuse
+            and base is not None
+            and not delete_ids
+            and base.manifest.corpus_hash == corpus_hash(_unique(stream))
+        ):
+            return base, _up_to_date(settings, base, started)
 
-    logger.info(
-        "indexing %d documents: %d new, %d changed, %d unchanged, %d removed; embedding %d chunks",
-        len(final),
-        added,
-        changed,
-        unchanged,
-        removed,
-        len(new_chunks),
-    )
-    new_vectors = embedder.encode([c.text for c in new_chunks])
-    kept_vectors = (
-        base.vectors_for(kept_chunks)
-        if base is not None and kept_chunks
-        else np.zeros((0, embedder.dimension), np.float32)
-    )
-    chunks = kept_chunks + new_chunks
-    vectors = np.vstack([kept_vectors, new_vectors]) if chunks else kept_vectors
-    docs = list(final.values())
-    index = write_index(
+    config = store_config(settings, base)
+    seen: dict[str, str] = {}  # id -> content hash: enough for the corpus hash and removals
+    added = changed = unchanged = 0
+    n_chunks = embedded = skipped = 0
+    changes = False
+    deferred: list[int] = []  # vector ids of unchanged chunks not copied yet
+    with IndexWriter(
         settings.index_path,
-        documents=docs,
-        chunks=chunks,
-        embeddings=vectors,
         model=embedder.name,
+        dimension=embedder.dimension,
         tokenizer=settings.tokenizer,
         chunking=chunking_settings(settings),
-        corpus_hash=corpus_hash(docs),
-        index_type=settings.index_type,
+        store=config,
         keep=settings.keep_generations,
-        build_seconds=time.perf_counter() - started,
-    )
+    ) as writer:
+        for number, batch in enumerate(
+            _batches(_unique(stream), settings, base if can_reuse else None, base_hashes),
+            start=1,
+        ):
+            docs = {d.id: d for d in batch.documents}
+            writer.add_documents(batch.documents, batch.kept + batch.new)
+            present = writer.present(batch.kept + batch.new)
+            kept = [c for c in batch.kept if c.vector_id not in present]
+            new = [c for c in batch.new if c.vector_id not in present]
+            changes = changes or bool(batch.new)
+            if kept and not changes:
+                # Perhaps nothing changed at all: copy these vectors only once something has.
+                deferred.extend(c.vector_id for c in kept)
+            elif kept:
+                assert base is not None
+                _copy_vectors(writer, base, deferred)
+                writer.add_vectors(entries_for(kept, docs), base.vectors_for(kept))
+            if new:
+                writer.add_vectors(entries_for(new, docs), embedder.encode([c.text for c in new]))
+            for d in batch.documents:
+                seen[d.id] = d.content_hash
+            added += batch.added
+            changed += batch.changed
+            unchanged += batch.unchanged
+            n_chunks += len(batch.kept) + len(batch.new)
+            embedded += len(new)
+            skipped += len(present)
+            logger.info(
+                "batch %d: %d documents, %d chunks written (%d embedded, %d already there)",
+                number,
+                len(seen),
+                n_chunks,
+                embedded,
+                skipped,
+            )
+            if on_batch is not None:
+                on_batch(BatchDone(number, len(seen), n_chunks, embedded, skipped))
+        removed = sum(1 for doc_id in base_hashes if doc_id not in seen)
+        final_hash = content_hash(*sorted(f"{i}:{h}" for i, h in seen.items()))
+        if (
+            can_reuse
+            and base is not None
+            and not delete_ids
+            and removed == added == changed == 0
+            and base.manifest.corpus_hash == final_hash
+        ):
+            writer.abandon()
+            return base, _up_to_date(settings, base, started)
+        if deferred:
+            assert base is not None
+            _copy_vectors(writer, base, deferred)
+        logger.info(
+            "indexed %d documents: %d new, %d changed, %d unchanged, %d removed; "
+            "embedded %d chunks, %d were already written",
+            len(seen),
+            added,
+            changed,
+            unchanged,
+            removed,
+            embedded,
+            skipped,
+        )
+        index = writer.commit(corpus_hash=final_hash, build_seconds=time.perf_counter() - started)
     report = BuildReport(
         path=str(settings.index_path),
         generation=index.generation,
-        n_documents=len(docs),
-        n_chunks=len(chunks),
+        n_documents=len(seen),
+        n_chunks=n_chunks,
         added=added,
         changed=changed,
         unchanged=unchanged,
         removed=removed,
-        embedded_chunks=len(new_chunks),
+        embedded_chunks=embedded,
         seconds=round(time.perf_counter() - started, 3),
         size_bytes=directory_size(index.path),
     )
     return index, report
 
 
+def _copy_vectors(writer: IndexWriter, base: Index, vector_ids: list[int]) -> None:
+    """Copy the base's vectors of these (already written) chunks to the new generation."""
+    step = 1024
+    for start in range(0, len(vector_ids), step):
+        entries = writer.written_entries(vector_ids[start : start + step])
+        writer.add_vectors(entries, base.vectors_for([e.chunk for e in entries]))
+    vector_ids.clear()
+
+
+@dataclass
+class _Batch:
+    documents: list[Document]
+    kept: list[Chunk]  # chunks of unchanged documents, vectors copied from the base
+    new: list[Chunk]  # chunks to embed
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+
+
+def _batches(
+    documents: Iterable[Document],
+    settings: Settings,
+    base: Index | None,
+    base_hashes: dict[str, str],
+) -> Iterator[_Batch]:
+    """Documents grouped so that each batch holds about `ingest_batch_chunks` chunks, all
+    chunks of a document in the same batch."""
+    batch = _Batch([], [], [])
+    for doc in documents:
+        old_hash = base_hashes.get(doc.id)
+        if base is not None and old_hash == doc.content_hash:
+            batch.kept.extend(base.store.chunks_of(doc.id))
+            batch.unchanged += 1
+        else:
+            batch.new.extend(
+                chunk_text(
+                    doc.id,
+                    doc.text,
+                    max_tokens=settings.chunk_tokens,
+                    overlap=settings.chunk_overlap,
+                    encoding=settings.tokenizer,
+                )
+            )
+            if old_hash is None:
+                batch.added += 1
+            else:
+                batch.changed += 1
+        batch.documents.append(doc)
+        if len(batch.kept) + len(batch.new) >= settings.ingest_batch_chunks:
+            yield batch
+            batch = _Batch([], [], [])
+    if batch.documents:
+        yield batch
+
+
+def _unique(documents: Iterable[Document]) -> Iterator[Document]:
+    """Each document id once (the last one given wins only in `_with_base`; here the first)."""
+    seen: set[str] = set()
+    for doc in documents:
+        if doc.id in seen:
+            logger.warning("skipping a second document with id %r", doc.id)
+            continue
+        seen.add(doc.id)
+        yield doc
+
+
+def _with_base(
+    documents: Sequence[Document], base: Index | None, delete_ids: Sequence[str]
+) -> list[Document] | Iterator[Document]:
+    """The base's documents (minus replaced and deleted ones), then the incoming ones."""
+    incoming = {d.id: d for d in documents}
+    if base is None:
+        return [d for i, d in incoming.items() if i not in delete_ids]
+    deleted = set(delete_ids)
+
+    def stream() -> Iterator[Document]:
+        for summary in base.store.summaries():
+            if summary.id not in incoming and summary.id not in deleted:
+                yield base.store.get_document(summary.id)
+        for doc_id, doc in incoming.items():
+            if doc_id not in deleted:
+                yield doc
+
+    return stream()
+
+
+def _up_to_date(settings: Settings, base: Index, started: float) -> BuildReport:
+    logger.info("index is up to date (generation %d)", base.generation)
+    return BuildReport(
+        path=str(settings.index_path),
+        generation=base.generation,
+        n_documents=base.manifest.n_documents,
+        n_chunks=base.manifest.n_chunks,
+        added=0,
+        changed=0,
+        unchanged=base.manifest.n_documents,
+        removed=0,
+        embedded_chunks=0,
+        seconds=round(time.perf_counter() - started, 3),
+        size_bytes=directory_size(base.path),
+    )
+
+
 def directory_size(path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+__all__ = [
+    "BatchDone",
+    "build_index",
+    "chunking_settings",
+    "directory_size",
+    "load_index",
+    "reusable",
+    "store_config",
+]

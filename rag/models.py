@@ -315,6 +315,10 @@ class IndexStats(BaseModel):
     created: str
     build_seconds: float | None = None
     size_bytes: int
+    store: str = Field(default="faiss", description="Where the vectors live: faiss or milvus.")
+    store_location: dict[str, str] = Field(
+        default_factory=dict, description="For milvus: the uri and the generation's collection."
+    )
 
 
 class BuildReport(BaseModel):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index import Chunk, Index
+from index import Chunk, ChunkFilter, Index
 
 MODES = ("dense", "bm25", "hybrid")
 FUSIONS = ("convex", "rrf")
@@ -67,15 +67,19 @@ def rank_chunks(
     *,
     mode: str = "hybrid",
     allowed_ids: Sequence[int] | None = None,
+    where: ChunkFilter | None = None,
     depth: int = 50,
     fusion: str = "convex",
     dense_weight: float = 0.5,
 ) -> list[Ranked]:
-    """The top-k chunks for a question by `mode`, each with both signals' scores."""
+    """The top-k chunks for a question by `mode`, each with both signals' scores.
+
+    `allowed_ids` restricts both signals; `where`, the same filter as metadata, lets a
+    vector store that keeps metadata (Milvus) filter the dense search in the database."""
     pool = max(k, depth) if mode == "hybrid" else k
     candidates: dict[int, Chunk] = {}
     if mode in ("dense", "hybrid"):
-        for hit in index.search(query_vector[None, :], pool, allowed_ids)[0]:
+        for hit in index.search(query_vector[None, :], pool, allowed_ids, where=where)[0]:
             candidates[hit.chunk.vector_id] = hit.chunk
     if mode in ("bm25", "hybrid"):
         for hit in index.search_lexical(question, pool, allowed_ids):

@@ -57,3 +57,58 @@ def write_corpus(directory: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         (directory / name).write_text(text, encoding="utf-8")
     return directory
+
+
+# Both vector stores (issue #8): tests that take `any_engine` or `fresh_store_settings` run
+# once on FAISS and once on Milvus (milvus-lite, one .db file for the whole session).
+STORES = ["faiss", "milvus"]
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("milvus") / "milvus.db")
+
+
+def milvus_test_settings(index_path: Path, uri: str, **overrides) -> Settings:
+    """Settings for a Milvus-backed index with a collection name of its own."""
+    import uuid
+
+    collection = f"t_{uuid.uuid4().hex[:12]}"
+    return Settings(
+        index_path=index_path,
+        store="milvus",
+        milvus_uri=uri,
+        milvus_collection=collection,
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+def milvus_settings(tmp_path_factory, embedder, bundled_documents, milvus_uri) -> Settings:
+    """Like `bundled_settings`, with the vectors in a milvus-lite collection."""
+    from rag.indexing import build_index
+
+    settings = milvus_test_settings(tmp_path_factory.mktemp("bundled-milvus") / "index", milvus_uri)
+    build_index(settings, embedder, bundled_documents)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def milvus_engine(milvus_settings, embedder):
+    from rag.engine import Engine
+
+    return Engine.load(milvus_settings, embedder=embedder)
+
+
+@pytest.fixture(scope="session", params=STORES)
+def any_engine(request):
+    """The bundled-corpus engine on each vector store."""
+    return request.getfixturevalue("engine" if request.param == "faiss" else "milvus_engine")
+
+
+@pytest.fixture(params=STORES)
+def fresh_store_settings(request, tmp_path) -> Settings:
+    """`fresh_settings` on each vector store."""
+    if request.param == "faiss":
+        return Settings(index_path=tmp_path / "index")
+    return milvus_test_settings(tmp_path / "index", request.getfixturevalue("milvus_uri"))

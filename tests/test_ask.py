@@ -4,32 +4,32 @@ from rag.errors import InvalidQuestion, QuestionTooLong
 from tests.conftest import CHIRCHIK, UZBEK_DOC
 
 
-def test_chirchik_question_answers_with_the_minerals_and_cites_the_article(engine):
-    r = engine.ask(CHIRCHIK)
+def test_chirchik_question_answers_with_the_minerals_and_cites_the_article(any_engine):
+    r = any_engine.ask(CHIRCHIK)
     assert r.answerable
     assert "molybdenum" in r.answer and "tungsten" in r.answer
     assert r.citations and r.citations[0].doc_id == UZBEK_DOC
     assert "Chirchik" in r.citations[0].quote
 
 
-def test_every_citation_and_passage_quotes_its_document_exactly(engine):
+def test_every_citation_and_passage_quotes_its_document_exactly(any_engine):
     for question in [CHIRCHIK, "What did Yoon sign in Kazakhstan?", "trade volume"]:
-        r = engine.ask(question)
+        r = any_engine.ask(question)
         for c in r.citations:
-            assert engine.document(c.doc_id).text[c.start : c.end] == c.quote
+            assert any_engine.document(c.doc_id).text[c.start : c.end] == c.quote
         for p in r.passages:
-            assert engine.document(p.doc_id).text[p.start : p.end] == p.text
+            assert any_engine.document(p.doc_id).text[p.start : p.end] == p.text
 
 
-def test_off_corpus_question_is_not_answered(engine):
-    r = engine.ask("What is the capital of Turkmenistan?")
+def test_off_corpus_question_is_not_answered(any_engine):
+    r = any_engine.ask("What is the capital of Turkmenistan?")
     assert r.answerable is False
     assert r.answer is None and r.citations == []
     assert r.passages  # what was retrieved is still shown
 
 
-def test_passages_are_ranked_and_timed(engine):
-    r = engine.ask(CHIRCHIK, k=3)
+def test_passages_are_ranked_and_timed(any_engine):
+    r = any_engine.ask(CHIRCHIK, k=3)
     assert [p.rank for p in r.passages] == [1, 2, 3]
     scores = [p.score for p in r.passages]
     assert scores == sorted(scores, reverse=True)

@@ -17,6 +17,7 @@ from rag.evaluation.bundled import CitationCheck, Prediction, threshold_sweep
 from rag.evaluation.data import EvalDataError, load_beir, load_bundled, read_trec_run
 from rag.evaluation.report import EvalReport
 from rag.evaluation.retrieval import rank_documents, retrieve_chunks
+from tests.conftest import STORES
 
 BUNDLED_LINES = [
     {
@@ -103,15 +104,19 @@ def rag_eval(embedder, *args: str | Path) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-@pytest.fixture(scope="module")
-def bundled_run(embedder, bundled_settings, bundled_file, tmp_path_factory):
-    """One --json run of the tiny bundled-format file, with its saved predictions."""
+@pytest.fixture(scope="module", params=STORES)
+def bundled_run(request, embedder, bundled_file, tmp_path_factory):
+    """One --json run of the tiny bundled-format file, with its saved predictions, on the
+    bundled index in each vector store (FAISS, Milvus)."""
+    settings = request.getfixturevalue(
+        "bundled_settings" if request.param == "faiss" else "milvus_settings"
+    )
     out = tmp_path_factory.mktemp("bundled-out")
     code, stdout, stderr = rag_eval(
         embedder,
         bundled_file,
         "--index",
-        bundled_settings.index_path,
+        settings.index_path,
         "--json",
         "--sweep-threshold",
         "--save-predictions",
@@ -429,11 +434,11 @@ def test_compare_runs_every_mode_and_plots(embedder, beir_dir, tmp_path):
 
 
 @pytest.mark.parametrize("mode", RETRIEVAL_MODES)
-def test_batched_retrieval_matches_the_engine_one_question_at_a_time(engine, mode):
+def test_batched_retrieval_matches_the_engine_one_question_at_a_time(any_engine, mode):
     questions = [x["question"] for x in BUNDLED_LINES]
-    batched = retrieve_chunks(engine, questions, 8, mode=mode)
+    batched = retrieve_chunks(any_engine, questions, 8, mode=mode)
     for question, hits in zip(questions, batched, strict=True):
-        one = engine.retrieve(question, 8, mode=mode)
+        one = any_engine.retrieve(question, 8, mode=mode)
         assert [h.chunk_id for h in hits] == [p.chunk_id for p in one]
         assert [h.score for h in hits] == pytest.approx([p.score for p in one], abs=1e-5)
 

@@ -31,10 +31,10 @@ def test_manifest_records_what_built_it(engine):
     assert {"faiss", "numpy", "python"} <= set(m.versions)
 
 
-def test_every_chunk_slices_its_document(engine):
-    for doc in engine.documents():
-        text = engine.document(doc.id).text
-        chunks = engine.index.store.chunks_of(doc.id)
+def test_every_chunk_slices_its_document(any_engine):
+    for doc in any_engine.documents():
+        text = any_engine.document(doc.id).text
+        chunks = any_engine.index.store.chunks_of(doc.id)
         assert len(chunks) == doc.n_chunks > 0
         for c in chunks:
             assert text[c.start : c.end] == c.text
@@ -68,28 +68,32 @@ def test_truncated_faiss_file_is_a_clear_error(bundled_documents, embedder, fres
         Index.load(fresh_settings.index_path, verify=False)
 
 
-def test_corrupt_generation_falls_back_to_previous(bundled_documents, embedder, fresh_settings):
-    build_index(fresh_settings, embedder, bundled_documents[:2])
-    second, _ = build_index(fresh_settings, embedder, bundled_documents[:3])
+def test_corrupt_generation_falls_back_to_previous(
+    bundled_documents, embedder, fresh_store_settings
+):
+    build_index(fresh_store_settings, embedder, bundled_documents[:2])
+    second, _ = build_index(fresh_store_settings, embedder, bundled_documents[:3])
     store = second.path / "store.sqlite"
     data = bytearray(store.read_bytes())
     data[len(data) // 2] ^= 0xFF
     store.write_bytes(bytes(data))
-    loaded = Index.load(fresh_settings.index_path)
+    loaded = Index.load(fresh_store_settings.index_path)
     assert loaded.generation == second.generation - 1
     assert loaded.manifest.n_documents == 2
 
 
-def test_unchanged_documents_are_not_embedded_again(bundled_documents, embedder, fresh_settings):
-    first, r1 = build_index(fresh_settings, embedder, bundled_documents)
+def test_unchanged_documents_are_not_embedded_again(
+    bundled_documents, embedder, fresh_store_settings
+):
+    first, r1 = build_index(fresh_store_settings, embedder, bundled_documents)
     assert r1.embedded_chunks == r1.n_chunks and r1.added == 5
-    _, r2 = build_index(fresh_settings, embedder, bundled_documents, base=first)
+    _, r2 = build_index(fresh_store_settings, embedder, bundled_documents, base=first)
     assert r2.embedded_chunks == 0 and r2.unchanged == 5
     assert r2.generation == r1.generation  # nothing changed: no new generation written
     changed = list(bundled_documents)
     changed[0] = type(changed[0])(id=changed[0].id, text=changed[0].text + " An added sentence.")
-    second = Index.load(fresh_settings.index_path)
-    third, r3 = build_index(fresh_settings, embedder, changed[:4], base=second)
+    second = Index.load(fresh_store_settings.index_path)
+    third, r3 = build_index(fresh_store_settings, embedder, changed[:4], base=second)
     assert (r3.changed, r3.unchanged, r3.removed) == (1, 3, 1)
     assert 0 < r3.embedded_chunks < r1.n_chunks
     # Reused vectors are the stored ones, bit for bit.
@@ -97,13 +101,19 @@ def test_unchanged_documents_are_not_embedded_again(bundled_documents, embedder,
     assert np.array_equal(third.vectors_for([c]), first.vectors_for([c]))
 
 
-def test_old_generations_are_pruned(bundled_documents, embedder, fresh_settings):
-    settings = fresh_settings.model_copy(update={"keep_generations": 2})
+def test_old_generations_are_pruned(bundled_documents, embedder, fresh_store_settings):
+    settings = fresh_store_settings.model_copy(update={"keep_generations": 2})
     for n in range(1, 5):
         build_index(settings, embedder, bundled_documents[:n])
     gens = list_generations(settings.index_path)
     assert len(gens) == 2
     assert current(settings.index_path) == gens[0]
+    if settings.store == "milvus":  # pruned generations' collections are dropped too
+        from index.milvus_store import client
+
+        names = client(settings.milvus_uri).list_collections()
+        ours = sorted(n for n in names if n.startswith(settings.milvus_collection + "_g"))
+        assert ours == [f"{settings.milvus_collection}_g00000{n}" for n in (3, 4)]
 
 
 def test_a_crashed_write_leaves_the_live_index_and_is_cleaned(
@@ -118,11 +128,11 @@ def test_a_crashed_write_leaves_the_live_index_and_is_cleaned(
     assert not leftover.exists()
 
 
-def test_filters_restrict_search(engine):
+def test_filters_restrict_search(any_engine):
     from rag.models import Filters
 
-    only = engine.search(CHIRCHIK, k=5, filters=Filters(doc_ids=["004_a42af59a74583b78"]))
+    only = any_engine.search(CHIRCHIK, k=5, filters=Filters(doc_ids=["004_a42af59a74583b78"]))
     assert only.passages and {p.doc_id for p in only.passages} == {"004_a42af59a74583b78"}
-    june = engine.search(CHIRCHIK, k=10, filters=Filters(date_from="2024-06-01"))
+    june = any_engine.search(CHIRCHIK, k=10, filters=Filters(date_from="2024-06-01"))
     assert june.passages and all(p.date >= "2024-06-01" for p in june.passages)
     assert UZBEK_DOC not in {p.doc_id for p in june.passages}
