@@ -26,6 +26,7 @@ from index import (
     StoreConfig,
     content_hash,
     entries_for,
+    generations,
 )
 from rag.chunking import chunk_text
 from rag.config import Settings
@@ -314,6 +315,8 @@ def _with_base(
 
 def _up_to_date(settings: Settings, base: Index, started: float) -> BuildReport:
     logger.info("index is up to date (generation %d)", base.generation)
+    # Nothing to write, but still clean what a crashed writer left (as a writer would).
+    generations.clean_leftovers_if_idle(settings.index_path)
     return BuildReport(
         path=str(settings.index_path),
         generation=base.generation,

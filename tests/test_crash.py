@@ -8,6 +8,7 @@ can be killed with SIGKILL and restarted twenty times within the suite's budget.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -15,8 +16,10 @@ import shutil
 import signal
 import socket
 import sqlite3
+import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,10 +69,16 @@ class ForkedServer:
                 fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
                 os.dup2(fd, 1)
                 os.dup2(fd, 2)
+                # Log to the file, not to handlers this process set up earlier (pytest's).
+                sys.stdout = sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+                for name in ("", "api", "rag", "index", "uvicorn", "uvicorn.error"):
+                    logging.getLogger(name).handlers.clear()
                 app = create_app(self.settings, embedder=self.embedder)
                 config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
                 uvicorn.Server(config).run()
                 code = 0
+            except BaseException:
+                traceback.print_exc()  # into the log, which output() shows
             finally:
                 os._exit(code)
         self.pid = pid
