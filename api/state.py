@@ -79,14 +79,24 @@ class Service:
         )
         loaded = time.perf_counter()
         self.load_seconds["index"] = loaded - started
-        embedder = Embedder(
-            self.settings.model or index.manifest.model,
-            device=self.settings.device,
-            batch_size=self.settings.batch_size,
+        embedder = Embedder.from_settings(
+            self.settings, self.settings.model or index.manifest.model, queries=True
         )
         self.load_seconds["model"] = time.perf_counter() - loaded
+        if self.settings.query_batching:
+            embedder.start_batching(
+                max_batch=self.settings.query_batch_max,
+                max_wait_ms=self.settings.query_batch_wait_ms,
+                workers=self.settings.query_batch_workers,
+            )
         index.check_compatible(model=embedder.name, dimension=embedder.dimension)
         return Engine(self.settings, index, embedder)
+
+    def close(self) -> None:
+        """Stop the query batcher (at shutdown); later questions embed one at a time."""
+        engine = self.engine
+        if engine is not None:
+            engine.embedder.stop_batching()
 
     def _failed(self, message: str) -> None:
         self.engine = None

@@ -127,3 +127,29 @@ class Settings(BaseSettings):
     log_json: bool = Field(
         default=False, description="Server logs as one JSON object per line (RAG_LOG_JSON=1)."
     )
+    # performance (README, "Benchmark")
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="torch",
+        description="How the model runs: torch (sentence-transformers), onnx (ONNX Runtime, "
+        "exported once into model_cache_dir; never imports torch when serving) or onnx-int8 "
+        "(the same, weights quantised to int8).",
+    )
+    model_cache_dir: Path = Field(
+        default=Path("~/.cache/rag-cited"),
+        description="Where ONNX exports of the model are cached.",
+    )
+    query_batching: bool = Field(
+        default=True,
+        description="The server embeds concurrent questions in micro-batches.",
+    )
+    query_batch_max: int = Field(
+        default=32, ge=1, description="Most questions embedded in one micro-batch."
+    )
+    query_batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a micro-batch waits for more questions after its first.",
+    )
+    query_batch_workers: int = Field(
+        default=1, ge=1, description="Threads embedding micro-batches (each one torch thread)."
+    )

@@ -52,11 +52,8 @@ class Engine:
             verify=settings.verify_checksums,
         )
         if embedder is None:
-            embedder = Embedder(
-                settings.model or index.manifest.model,
-                device=settings.device,
-                batch_size=settings.batch_size,
-                threads=settings.torch_threads,
+            embedder = Embedder.from_settings(
+                settings, settings.model or index.manifest.model, queries=True
             )
         index.check_compatible(model=embedder.name, dimension=embedder.dimension)
         return cls(settings, index, embedder)
