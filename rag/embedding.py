@@ -180,6 +180,11 @@ class Embedder:
         )
         return self._batcher
 
+    @property
+    def batcher(self) -> QueryBatcher | None:
+        """The running micro-batcher, if batching is on."""
+        return self._batcher
+
     def stop_batching(self) -> None:
         """Back to one-at-a-time embedding; queued queries are served first."""
         batcher, self._batcher = self._batcher, None
