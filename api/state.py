@@ -90,7 +90,9 @@ class Service:
                 workers=self.settings.query_batch_workers,
             )
         index.check_compatible(model=embedder.name, dimension=embedder.dimension)
-        return Engine(self.settings, index, embedder)
+        engine = Engine(self.settings, index, embedder)
+        engine.search_threads = self.settings.search_threads
+        return engine
 
     def close(self) -> None:
         """Stop the query batcher (at shutdown); later questions embed one at a time."""

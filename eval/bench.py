@@ -552,7 +552,10 @@ class Bench:
         from rag.engine import Engine
 
         index = self.ensure_bundled_index()
+        from index import vectors
+
         engine = Engine.load(Settings(index_path=index))
+        engine.search_threads = 1  # as the server does
         questions = load_questions()
         repeats = 2 if self.quick else 5
         for q in questions[:5]:  # warm up torch and SQLite
@@ -593,6 +596,7 @@ class Bench:
             set_torch_threads(threads)
         embedder.cache_size = cache_size
         engine.index.close()
+        vectors.limit_threads_of_this_thread(os.cpu_count() or 1)
         self.results["query_in_process"] = out
         rows = []
         for label, _, n_threads in runs:
@@ -1004,12 +1008,16 @@ def single_query_search(
 
     labels = np.empty((len(queries), k), dtype=np.int64)
     wall = []
+    vectors.limit_threads_of_this_thread(1)  # as the server searches (Settings.search_threads)
     cpu = time.thread_time()
-    for i, q in enumerate(queries):
-        t = time.perf_counter()
-        _, found = vectors.search(index, q[None, :], k)
-        wall.append((time.perf_counter() - t) * 1000)
-        labels[i] = found[0]
+    try:
+        for i, q in enumerate(queries):
+            t = time.perf_counter()
+            _, found = vectors.search(index, q[None, :], k)
+            wall.append((time.perf_counter() - t) * 1000)
+            labels[i] = found[0]
+    finally:
+        vectors.limit_threads_of_this_thread(os.cpu_count() or 1)  # builds use every core
     cpu_ms = (time.thread_time() - cpu) * 1000 / max(1, len(queries))
     return labels, wall, round(cpu_ms, 3)
 

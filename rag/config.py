@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     index_type: Literal["auto", "flat", "hnsw", "ivf"] = Field(
         default="auto",
         description="Vector index: flat (exact), hnsw or ivf (approximate), or auto: exact up "
-        "to 100,000 chunks, HNSW above (recall@10 >= 0.95 against exact; see README, Benchmark).",
+        "to 20,000 chunks, HNSW above (recall@10 >= 0.95 against exact; see README, Benchmark).",
     )
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = Field(
         default="hybrid", description="Retrieval: dense (embeddings), bm25 (words) or hybrid."
@@ -149,6 +149,12 @@ class Settings(BaseSettings):
         default=2.0,
         ge=0,
         description="How long a micro-batch waits for more questions after its first.",
+    )
+    search_threads: int = Field(
+        default=1,
+        ge=1,
+        description="FAISS threads per request in the server: requests search in parallel, so "
+        "one each avoids waking idle threads for every search.",
     )
     query_batch_workers: int = Field(
         default=1, ge=1, description="Threads embedding micro-batches (each one torch thread)."

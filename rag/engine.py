@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from index import Document, Index
+from index import Document, Index, vectors
 from rag.answer import compose_answer
 from rag.config import Settings
 from rag.embedding import Embedder
@@ -41,6 +41,8 @@ class Engine:
         self.index = index
         self.embedder = embedder
         self._write_lock = threading.Lock()
+        # FAISS OpenMP threads per request thread (the server sets it; None: FAISS's default)
+        self.search_threads: int | None = None
 
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder | None = None) -> Engine:
@@ -93,6 +95,8 @@ class Engine:
         timings = {} if timings is None else timings
         question = self.validate_question(question)
         k = self._k(k)
+        if self.search_threads:
+            vectors.limit_threads_of_this_thread(self.search_threads)
         t0 = time.perf_counter()
         vector = self.embedder.encode_query(question)
         t1 = time.perf_counter()
