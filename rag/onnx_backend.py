@@ -268,9 +268,24 @@ def load_encoder(
     path_or_name: str, cache_dir: Path, *, int8: bool, threads: int | None = None
 ) -> OnnxEncoder:
     """The ONNX encoder for a sentence-transformers model (exported on first use)."""
+    try:
+        import onnxruntime  # noqa: F401
+        import tokenizers  # noqa: F401
+    except ImportError as exc:
+        raise ModelNotAvailable(
+            f"the ONNX backend needs onnxruntime and tokenizers ({exc}): pip install "
+            "onnxruntime tokenizers, or set RAG_EMBEDDING_BACKEND=torch"
+        ) from exc
     directory = local_model_dir(path_or_name)
     layout = model_layout(directory)
-    return OnnxEncoder(layout, ensure_exported(directory, cache_dir, int8=int8), threads=threads)
+    try:
+        path = ensure_exported(directory, cache_dir, int8=int8)
+    except ImportError as exc:  # the one-off export needs torch, transformers and onnx
+        raise ModelNotAvailable(
+            f"exporting the model to ONNX needs torch, transformers and onnx ({exc}); "
+            "or set RAG_EMBEDDING_BACKEND=torch"
+        ) from exc
+    return OnnxEncoder(layout, path, threads=threads)
 
 
 def _json(path: Path) -> dict:
