@@ -158,5 +158,8 @@ class Settings(BaseSettings):
         "one each avoids waking idle threads for every search.",
     )
     query_batch_workers: int = Field(
-        default=1, ge=1, description="Threads embedding micro-batches (each one torch thread)."
+        default=2,
+        ge=1,
+        description="Threads embedding micro-batches, each with one model thread: one per core, "
+        "else batching caps the embedding work at one core.",
     )
