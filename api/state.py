@@ -83,13 +83,13 @@ class Service:
             self.settings, self.settings.model or index.manifest.model, queries=True
         )
         self.load_seconds["model"] = time.perf_counter() - loaded
+        index.check_compatible(model=embedder.name, dimension=embedder.dimension)
         if self.settings.query_batching:
             embedder.start_batching(
                 max_batch=self.settings.query_batch_max,
                 max_wait_ms=self.settings.query_batch_wait_ms,
                 workers=self.settings.query_batch_workers,
             )
-        index.check_compatible(model=embedder.name, dimension=embedder.dimension)
         engine = Engine(self.settings, index, embedder)
         engine.search_threads = self.settings.search_threads
         return engine

@@ -140,4 +140,4 @@ class QueryBatcher:
             self.stats.requests += len(batch)
             self.stats.largest = max(self.stats.largest, len(batch))
         for r, vector in zip(batch, vectors, strict=True):
-            r.future.set_result(vector)
+            r.future.set_result(vector.copy())  # not a view pinning the whole batch
