@@ -98,7 +98,7 @@ def machine() -> dict[str, Any]:
         "faiss": faiss.__version__,
         "torch": version("torch"),
         "onnxruntime": version("onnxruntime"),
-        "embedding_backend": os.environ.get("RAG_EMBEDDING_BACKEND", "torch"),
+        "embedding_backend": backend(),
         "faiss_threads": faiss.omp_get_max_threads(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
@@ -144,7 +144,10 @@ def run_child(args: list[str], timeout: float = 3600) -> dict[str, Any]:
 
 
 def backend() -> str:
-    return os.environ.get("RAG_EMBEDDING_BACKEND", "torch")
+    """The embedding backend the sections run with (--backend, else the configured one)."""
+    from rag.config import Settings
+
+    return Settings().embedding_backend
 
 
 def torch_threads() -> int:
@@ -606,7 +609,7 @@ class Bench:
         table(
             f"Query latency in-process, {backend()} backend, ms ({len(questions)} questions x "
             f"{repeats}, Engine.ask, hybrid retrieval)",
-            ["stage", "torch threads", "p50", "p95", "p99"],
+            ["stage", "model threads", "p50", "p95", "p99"],
             rows,
         )
 
