@@ -48,9 +48,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         "need the API key" if settings.api_key else "disabled (no RAG_API_KEY)",
         "need a key" if settings.read_api_key else "open",
     )
-    await anyio.to_thread.run_sync(_limit_torch_threads, settings.torch_threads)
+    if settings.embedding_backend == "torch":  # the ONNX backends never import torch
+        await anyio.to_thread.run_sync(_limit_torch_threads, settings.torch_threads)
     await anyio.to_thread.run_sync(service.start)
     yield
+    await anyio.to_thread.run_sync(service.close)
 
 
 def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:

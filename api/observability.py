@@ -28,7 +28,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import BaseRoute, Match
@@ -132,6 +132,25 @@ class IndexCollector(Collector):
                 "rag_index_load_seconds",
                 "Seconds the last index generation loaded by this worker took to load.",
                 value=seconds["index"],
+            )
+        batcher = engine.embedder.batcher if engine is not None else None
+        if batcher is not None:
+            stats = batcher.stats
+            yield CounterMetricFamily(
+                "rag_query_batches", "Micro-batches of questions embedded.", value=stats.batches
+            )
+            yield CounterMetricFamily(
+                "rag_query_batch_requests",
+                "Questions embedded in micro-batches.",
+                value=stats.requests,
+            )
+            yield GaugeMetricFamily(
+                "rag_query_batch_largest", "Largest micro-batch so far.", value=stats.largest
+            )
+            yield CounterMetricFamily(
+                "rag_query_batch_fallbacks",
+                "Questions embedded alone because the batch queue was full or closed.",
+                value=stats.fallbacks,
             )
 
 

@@ -86,14 +86,26 @@ class Service:
         )
         loaded = time.perf_counter()
         self.load_seconds["index"] = loaded - started
-        embedder = self._embedder or Embedder(
-            self.settings.model or index.manifest.model,
-            device=self.settings.device,
-            batch_size=self.settings.batch_size,
+        embedder = self._embedder or Embedder.from_settings(
+            self.settings, self.settings.model or index.manifest.model, queries=True
         )
         self.load_seconds["model"] = time.perf_counter() - loaded
         index.check_compatible(model=embedder.name, dimension=embedder.dimension)
-        return Engine(self.settings, index, embedder)
+        if self.settings.query_batching:
+            embedder.start_batching(
+                max_batch=self.settings.query_batch_max,
+                max_wait_ms=self.settings.query_batch_wait_ms,
+                workers=self.settings.query_batch_workers,
+            )
+        engine = Engine(self.settings, index, embedder)
+        engine.search_threads = self.settings.search_threads
+        return engine
+
+    def close(self) -> None:
+        """Stop the query batcher (at shutdown); later questions embed one at a time."""
+        engine = self.engine
+        if engine is not None:
+            engine.embedder.stop_batching()
 
     def _failed(self, message: str) -> None:
         self.engine = None

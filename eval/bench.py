@@ -5,8 +5,11 @@ vector-search scaling. Prints a table per section and writes everything to a JSO
     python eval/bench.py --quick              # smaller: SciFact 500 docs, 10k/100k vectors
     python eval/bench.py --sections scaling --out scaling.json
     python eval/bench.py --sections tuning    # the sweep behind the index parameters
+    python eval/bench.py --backend onnx --sections cold http   # another embedding backend
+    python eval/bench.py --sections http --rate 150 --batching both  # the issue's load test
+    python eval/bench.py --sections knobs --limit 500   # indexing batch sizes x backends
 
-Sections: cold, indexing, query, http, scaling, tuning (not in the default set).
+Sections: cold, indexing, query, http, scaling; tuning and knobs (not in the default set).
 Traffic goes only to a server this script starts on 127.0.0.1. Indexes are written to a
 temporary directory (or --workdir), never into the repository.
 """
@@ -38,9 +41,9 @@ BUNDLED_CORPUS = ROOT / "corpus"
 BUNDLED_QUESTIONS = ROOT / "eval" / "bundled.jsonl"
 SCIFACT = Path("/work/shared/data/scifact")
 SECTIONS = ("cold", "indexing", "query", "http", "scaling")
-ALL_SECTIONS = (*SECTIONS, "tuning")
+ALL_SECTIONS = (*SECTIONS, "tuning", "knobs")
 DIM = 384
-SLO_P99_MS = 2000.0  # a rate counts as sustained only if p99 stays under this
+SLO_P99_MS = 250.0  # a rate counts as sustained only if p99 stays under this (--slo-p99-ms)
 CLIENTS = 16
 
 
@@ -74,8 +77,9 @@ def free_port() -> int:
 
 
 def machine() -> dict[str, Any]:
+    from importlib.metadata import version
+
     import faiss
-    import torch
 
     cpu = platform.processor()
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -92,9 +96,10 @@ def machine() -> dict[str, Any]:
         "memory_gb": round(mem, 1),
         "python": platform.python_version(),
         "faiss": faiss.__version__,
-        "torch": torch.__version__,
+        "torch": version("torch"),
+        "onnxruntime": version("onnxruntime"),
+        "embedding_backend": backend(),
         "faiss_threads": faiss.omp_get_max_threads(),
-        "torch_threads": torch.get_num_threads(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -136,6 +141,13 @@ def run_child(args: list[str], timeout: float = 3600) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"child {args} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def backend() -> str:
+    """The embedding backend the sections run with (--backend, else the configured one)."""
+    from rag.config import Settings
+
+    return Settings().embedding_backend
 
 
 def torch_threads() -> int:
@@ -187,7 +199,9 @@ def scifact_documents(limit: int | None) -> list[Any]:
     return docs
 
 
-def child_index(corpus: str, limit: int | None, index_path: Path) -> dict[str, Any]:
+def child_index(
+    corpus: str, limit: int | None, index_path: Path, batch_size: int | None = None
+) -> dict[str, Any]:
     """Build an index of `corpus` in this (fresh) process and measure it."""
     from rag.config import Settings
     from rag.documents import load_corpus
@@ -195,7 +209,10 @@ def child_index(corpus: str, limit: int | None, index_path: Path) -> dict[str, A
     from rag.indexing import build_index
 
     t0 = time.perf_counter()
-    embedder = Embedder()
+    settings = Settings(index_path=index_path)
+    if batch_size:
+        settings = settings.model_copy(update={"batch_size": batch_size})
+    embedder = Embedder.from_settings(settings)
     model_seconds = time.perf_counter() - t0
     documents = load_corpus(BUNDLED_CORPUS) if corpus == "bundled" else scifact_documents(limit)
     rss_before = current_rss_mb()
@@ -210,7 +227,6 @@ def child_index(corpus: str, limit: int | None, index_path: Path) -> dict[str, A
         return out
 
     embedder.encode = timed_encode  # type: ignore[method-assign]
-    settings = Settings(index_path=index_path)
     t = time.perf_counter()
     index, report = build_index(settings, embedder, documents)
     seconds = time.perf_counter() - t
@@ -218,12 +234,15 @@ def child_index(corpus: str, limit: int | None, index_path: Path) -> dict[str, A
     m = index.manifest
     return {
         "corpus": corpus,
+        "backend": embedder.backend,
+        "batch_size": embedder.batch_size,
         "documents": len(documents),
         "chunks": report.n_chunks,
         "tokens": tokens,
         "seconds": round(seconds, 2),
         "embed_seconds": round(embed_seconds, 2),
         "chunks_per_s": round(report.n_chunks / seconds, 1),
+        "documents_per_s": round(len(documents) / seconds, 1),
         "tokens_per_s": round(tokens / seconds, 1),
         "model_load_seconds": round(model_seconds, 2),
         "rss_before_build_mb": round(rss_before, 1),
@@ -238,24 +257,30 @@ def child_index(corpus: str, limit: int | None, index_path: Path) -> dict[str, A
 
 def child_load(index_path: Path, spawned_at: float) -> dict[str, Any]:
     """The parts of a cold start, in the order `rag serve` does them (app imports, then in the
-    lifespan: index load, then model load, which imports torch and sentence-transformers)."""
+    lifespan: index load, then model load, which imports the backend's framework: torch and
+    sentence-transformers, or onnxruntime and tokenizers)."""
     entered = time.time()
     t = time.perf_counter()
     import api.main  # noqa: F401
     from index import Index
+    from rag.config import Settings
     from rag.embedding import Embedder
 
     imports = time.perf_counter() - t
+    settings = Settings(index_path=index_path)
     t = time.perf_counter()
     index = Index.load(index_path)
     index_load = time.perf_counter() - t
     t = time.perf_counter()
-    import sentence_transformers  # noqa: F401
-    import torch  # noqa: F401
-
+    if settings.embedding_backend == "torch":
+        import sentence_transformers  # noqa: F401
+        import torch  # noqa: F401
+    else:
+        import onnxruntime  # noqa: F401
+        import tokenizers  # noqa: F401
     torch_import = time.perf_counter() - t
     t = time.perf_counter()
-    embedder = Embedder(index.manifest.model)
+    embedder = Embedder.from_settings(settings, index.manifest.model, queries=True)
     model_load = time.perf_counter() - t
     t = time.perf_counter()
     embedder.encode_query("warm up")
@@ -264,7 +289,7 @@ def child_load(index_path: Path, spawned_at: float) -> dict[str, Any]:
         "interpreter_start": round(entered - spawned_at, 3),
         "app_imports": round(imports, 3),
         "index_load": round(index_load, 3),
-        "torch_import": round(torch_import, 3),
+        "framework_import": round(torch_import, 3),
         "model_load": round(model_load, 3),
         "first_query_embed": round(first_query, 3),
         "peak_rss_mb": peak_rss_mb(),
@@ -289,7 +314,11 @@ def serve_help_works() -> bool:
 
 @contextlib.contextmanager
 def server(
-    index_path: Path, log: Path, timeout: float = 300, workers: int = 1
+    index_path: Path,
+    log: Path,
+    timeout: float = 300,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, float]]:
     """Start `rag serve` on 127.0.0.1 and yield (base url, seconds until /ready said 200)."""
     import httpx
@@ -302,6 +331,7 @@ def server(
         "RAG_INDEX_PATH": str(index_path),
         "HF_HUB_OFFLINE": "1",
         "RAG_RATE_LIMIT_PER_MINUTE": "0",
+        **(env or {}),
     }
     env.pop("RAG_READ_API_KEY", None)
     with open(log, "ab") as out:
@@ -364,6 +394,22 @@ def load_metrics(url: str) -> dict[str, float] | None:
     return found if len(found) == 2 else None
 
 
+def batch_metrics(url: str) -> dict[str, float] | None:
+    """The server's micro-batching counters from /metrics (rag_query_batch_*), if any."""
+    import httpx
+
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=10.0).text
+    except httpx.HTTPError:
+        return None
+    found = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].startswith("rag_query_batch"):
+            found[parts[0].removeprefix("rag_query_")] = float(parts[1])
+    return found or None
+
+
 # ---------------------------------------------------------------- sections
 class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path):
@@ -401,7 +447,7 @@ class Bench:
                     ]
                 )
             )
-        keys = ["interpreter_start", "app_imports", "index_load", "torch_import", "model_load"]
+        keys = ["interpreter_start", "app_imports", "index_load", "framework_import", "model_load"]
         median = {k: round(float(np.median([p[k] for p in parts])), 3) for k in keys}
         breakdown_total = sum(median.values())
         out: dict[str, Any] = {
@@ -442,11 +488,14 @@ class Bench:
             if "server_reported_median_s" in out:
                 r = out["server_reported_median_s"]
                 share = {k: f"{100 * v / out['serve_ready_median_s']:.1f}" for k, v in r.items()}
-                rows.append(["  server: model load (+ torch import)", r["model"], share["model"]])
+                label = "  server: model load (+ framework import)"
+                rows.append([label, r["model"], share["model"]])
                 rows.append(["  server: index load", r["index"], share["index"]])
         rows.append(["first question's embedding, after", out["first_query_embed_s"], None])
         table(
-            f"Cold start (median of {runs} runs; page cache warm)", ["part", "seconds", "%"], rows
+            f"Cold start, {backend()} backend (median of {runs} runs; page cache warm)",
+            ["part", "seconds", "%"],
+            rows,
         )
 
     # -- indexing
@@ -458,7 +507,7 @@ class Bench:
         runs["bundled"] = run_child(
             ["--child", "index", "--corpus", "bundled", "--index-path", str(self.bundled_index)]
         )
-        limit = 500 if self.quick else None
+        limit = self.args.limit or (500 if self.quick else None)
         if (SCIFACT / "corpus.jsonl").exists():
             path = self.workdir / "scifact" / "index"
             if path.exists():
@@ -506,21 +555,27 @@ class Bench:
         from rag.engine import Engine
 
         index = self.ensure_bundled_index()
+        from index import vectors
+
         engine = Engine.load(Settings(index_path=index))
+        engine.search_threads = 1  # as the server does
         questions = load_questions()
         repeats = 2 if self.quick else 5
         for q in questions[:5]:  # warm up torch and SQLite
             engine.ask(q)
         embedder = engine.embedder
         cache_size = embedder.cache_size
-        threads = torch_threads()
-        out: dict[str, Any] = {"torch_threads": threads}
+        is_torch = embedder.backend == "torch"
+        threads = torch_threads() if is_torch else engine.settings.torch_threads
+        out: dict[str, Any] = {"backend": embedder.backend, "torch_threads": threads}
         runs = [("cold_cache", 0, threads), ("warm_cache", cache_size, threads)]
         other = 1 if threads != 1 else os.cpu_count() or 2
-        # how much torch's intra-op threads help (or, on a busy machine, hurt) one question
-        runs.append((f"cold_cache_{other}_threads", 0, other))
+        if is_torch:
+            # how much torch's intra-op threads help (or, on a busy machine, hurt) one question
+            runs.append((f"cold_cache_{other}_threads", 0, other))
         for label, size, n_threads in runs:
-            set_torch_threads(n_threads)
+            if is_torch:
+                set_torch_threads(n_threads)
             embedder.cache_size = size  # 0: every question is embedded again
             embedder.clear_cache()
             if size:
@@ -540,9 +595,11 @@ class Bench:
             out[label] = {k: percentiles(v) for k, v in samples.items()}
             out[label]["n"] = len(samples["total"])
             out[label]["torch_threads"] = n_threads
-        set_torch_threads(threads)
+        if is_torch:
+            set_torch_threads(threads)
         embedder.cache_size = cache_size
         engine.index.close()
+        vectors.limit_threads_of_this_thread(os.cpu_count() or 1)
         self.results["query_in_process"] = out
         rows = []
         for label, _, n_threads in runs:
@@ -550,9 +607,9 @@ class Bench:
                 p = out[label][stage]
                 rows.append([f"{label} {stage}", n_threads, p["p50"], p["p95"], p["p99"]])
         table(
-            f"Query latency in-process, ms ({len(questions)} questions x {repeats}, "
-            "Engine.ask, hybrid retrieval)",
-            ["stage", "torch threads", "p50", "p95", "p99"],
+            f"Query latency in-process, {backend()} backend, ms ({len(questions)} questions x "
+            f"{repeats}, Engine.ask, hybrid retrieval)",
+            ["stage", "model threads", "p50", "p95", "p99"],
             rows,
         )
 
@@ -562,57 +619,72 @@ class Bench:
             self.results["http"] = {"skipped": "`rag serve` is not available"}
             print("\n## HTTP: skipped, `rag serve` is not available")
             return
+        modes = {"on": ["on"], "off": ["off"], "both": ["off", "on"]}[self.args.batching]
+        self.results["http"] = {}
+        for mode in modes:
+            self.results["http"][f"batching_{mode}"] = self._http_one(mode == "on")
+            self.save()
+
+    def _http_one(self, batching: bool) -> dict[str, Any]:
         index = self.ensure_bundled_index()
         questions = load_questions()
         workers = self.args.server_workers
-        with server(index, self.workdir / "serve-http.log", workers=workers) as (url, _):
+        env = {"RAG_QUERY_BATCHING": "1" if batching else "0"}
+        label = f"batching {'on' if batching else 'off'}"
+        log = self.workdir / "serve-http.log"
+        with server(index, log, workers=workers, env=env) as (url, _):
             serial = self._serial(url, questions, repeats=1 if self.quick else 3)
             step = 10.0 if self.quick else 15.0
-            duration = 15.0 if self.quick else 30.0
+            duration = self.args.http_seconds or (15.0 if self.quick else 30.0)
             ramp: list[dict[str, Any]] = []
-            counter = [1_000_000]
+            counter = [1_000_000 * (2 if batching else 1)]
 
-            def attempt(rate: float) -> dict[str, Any]:
-                r = asyncio.run(fixed_rate(url, questions, rate, step, CLIENTS, counter))
+            def attempt(rate: float, seconds: float = step) -> dict[str, Any]:
+                r = asyncio.run(fixed_rate(url, questions, rate, seconds, CLIENTS, counter))
                 ramp.append(r)
                 print(
-                    f"  ramp: {rate:6.2f} req/s offered -> {r['achieved_rps']:6.2f} done, "
-                    f"{r['errors']} errors, p99 {r['latency_ms']['p99']:.0f} ms",
+                    f"  {label}: {rate:6.2f} req/s offered for {seconds:.0f} s -> "
+                    f"{r['achieved_rps']:6.2f} done, {r['errors']} errors, "
+                    f"p50 {r['latency_ms']['p50']:.0f} ms, p99 {r['latency_ms']['p99']:.0f} ms",
                     flush=True,
                 )
                 return r
 
-            # from half the serial rate, up by 1.25x while sustained, else down by 1.5x
-            rate = max(0.2, 0.5 * serial["achieved_rps"])
-            best = None
-            first = attempt(rate)
-            if sustained(first):
-                best = first
-                for _ in range(12):
-                    rate *= 1.25
-                    r = attempt(rate)
-                    if not sustained(r):
-                        break
-                    best = r
+            best = sustained_run = None
+            if self.args.rate:  # one run at the given arrival rate, e.g. the issue's 150 req/s
+                sustained_run = attempt(self.args.rate, duration)
+                best = sustained_run if sustained(sustained_run) else None
             else:
-                while rate > 0.2 and best is None:
-                    rate /= 1.5
-                    r = attempt(rate)
-                    if sustained(r):
+                # from half the serial rate, up by 1.25x while sustained, else down by 1.5x
+                rate = max(0.2, 0.5 * serial["achieved_rps"])
+                first = attempt(rate)
+                if sustained(first):
+                    best = first
+                    for _ in range(12):
+                        rate *= 1.25
+                        r = attempt(rate)
+                        if not sustained(r):
+                            break
                         best = r
-            sustained_run = None
-            if best is not None:
-                sustained_run = asyncio.run(
-                    fixed_rate(url, questions, best["offered_rps"], duration, CLIENTS, counter)
-                )
-        self.results["http"] = {
+                else:
+                    while rate > 0.2 and best is None:
+                        rate /= 1.5
+                        r = attempt(rate)
+                        if sustained(r):
+                            best = r
+                if best is not None:
+                    sustained_run = attempt(best["offered_rps"], duration)
+            server_stats = batch_metrics(url)
+        result = {
+            "batching": batching,
             "serial": serial,
             "ramp": ramp,
-            "max_rate_without_errors_rps": best["offered_rps"] if best else None,
+            "max_rate_sustained_rps": best["offered_rps"] if best else None,
             "sustained": sustained_run,
             "clients": CLIENTS,
             "server_workers": workers,
             "slo_p99_ms": SLO_P99_MS,
+            "server_batches": server_stats,
         }
         rows = [
             [
@@ -639,15 +711,16 @@ class Bench:
                 ]
             )
         table(
-            f"HTTP POST /ask on 127.0.0.1, `rag serve --workers {workers}` (distinct questions: "
-            "cold query cache), ms",
+            f"HTTP POST /ask on 127.0.0.1, `rag serve --workers {workers}`, {backend()} backend, "
+            f"{label} (distinct questions: cold query cache), ms",
             ["load", "requests", "p50", "p95", "p99", "req/s", "errors"],
             rows,
         )
         print(
-            f"max fixed arrival rate with 0 errors and p99 < {SLO_P99_MS:.0f} ms: "
-            f"{self.results['http']['max_rate_without_errors_rps']} req/s"
+            f"{label}: highest fixed arrival rate with 0 errors and p99 <= {SLO_P99_MS:.0f} ms: "
+            f"{result['max_rate_sustained_rps']} req/s; server batches: {server_stats}"
         )
+        return result
 
     def _serial(self, url: str, questions: list[str], repeats: int) -> dict[str, Any]:
         import httpx
@@ -753,6 +826,50 @@ class Bench:
                 ["index", "build params", "search", "build s", "p50 ms", "cpu ms", "recall@10"],
                 rows,
             )
+
+    # -- indexing knobs
+    def knobs(self) -> None:
+        """Indexing throughput on a SciFact subset by embedding batch size, for the current
+        backend (both backends embed longest texts first, so batches pad little)."""
+        limit = self.args.limit or 500
+        rows, out = [], []
+        for size in [int(b) for b in self.args.batch_sizes.split(",")]:
+            path = self.workdir / f"knobs-{size}" / "index"
+            shutil.rmtree(path.parent, ignore_errors=True)
+            args = ["--child", "index", "--corpus", "scifact", "--index-path", str(path)]
+            r = run_child([*args, "--limit", str(limit), "--batch-size", str(size)])
+            shutil.rmtree(path.parent, ignore_errors=True)
+            out.append(r)
+            rows.append(
+                [
+                    r["backend"],
+                    size,
+                    r["documents"],
+                    r["chunks"],
+                    r["embed_seconds"],
+                    r["documents_per_s"],
+                    r["chunks_per_s"],
+                    r["tokens_per_s"],
+                    r["peak_rss_mb"],
+                ]
+            )
+            print(f"  batch {size}: {r['chunks_per_s']} chunks/s", flush=True)
+        self.results.setdefault("knobs", []).extend(out)
+        table(
+            f"Indexing SciFact ({limit} abstracts) by embedding batch size",
+            [
+                "backend",
+                "batch",
+                "docs",
+                "chunks",
+                "embed s",
+                "docs/s",
+                "chunks/s",
+                "tokens/s",
+                "peak RSS MB",
+            ],
+            rows,
+        )
 
     def save(self) -> None:
         Path(self.args.out).write_text(json.dumps(self.results, indent=2), encoding="utf-8")
@@ -894,12 +1011,16 @@ def single_query_search(
 
     labels = np.empty((len(queries), k), dtype=np.int64)
     wall = []
+    vectors.limit_threads_of_this_thread(1)  # as the server searches (Settings.search_threads)
     cpu = time.thread_time()
-    for i, q in enumerate(queries):
-        t = time.perf_counter()
-        _, found = vectors.search(index, q[None, :], k)
-        wall.append((time.perf_counter() - t) * 1000)
-        labels[i] = found[0]
+    try:
+        for i, q in enumerate(queries):
+            t = time.perf_counter()
+            _, found = vectors.search(index, q[None, :], k)
+            wall.append((time.perf_counter() - t) * 1000)
+            labels[i] = found[0]
+    finally:
+        vectors.limit_threads_of_this_thread(os.cpu_count() or 1)  # builds use every core
     cpu_ms = (time.thread_time() - cpu) * 1000 / max(1, len(queries))
     return labels, wall, round(cpu_ms, 3)
 
@@ -1049,21 +1170,53 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--sizes", help="comma-separated vector counts for `scaling`")
     p.add_argument("--server-workers", type=int, default=1, help="`rag serve --workers` for `http`")
+    p.add_argument(
+        "--backend",
+        choices=["torch", "onnx", "onnx-int8"],
+        help="embedding backend for every section (sets RAG_EMBEDDING_BACKEND)",
+    )
+    p.add_argument(
+        "--batching",
+        choices=["on", "off", "both"],
+        default="on",
+        help="`http`: the server's query micro-batching; both = before/after",
+    )
+    p.add_argument(
+        "--rate", type=float, help="`http`: one run at this arrival rate instead of a ramp"
+    )
+    p.add_argument("--http-seconds", type=float, help="`http`: length of the sustained run")
+    p.add_argument(
+        "--slo-p99-ms",
+        type=float,
+        default=SLO_P99_MS,
+        help="`http`: p99 a rate must keep to count as sustained",
+    )
+    p.add_argument(
+        "--limit", type=int, help="SciFact abstracts for `indexing` and `knobs` (default: all)"
+    )
+    p.add_argument(
+        "--batch-sizes", default="16,32,64,128", help="`knobs`: embedding batch sizes to try"
+    )
     p.add_argument("--workdir", type=Path, help="where indexes are built (default: a temp dir)")
     # internal: the child processes
     p.add_argument("--child", choices=["index", "load"], help=argparse.SUPPRESS)
     p.add_argument("--corpus", help=argparse.SUPPRESS)
-    p.add_argument("--limit", type=int, help=argparse.SUPPRESS)
     p.add_argument("--index-path", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--spawned-at", type=float, help=argparse.SUPPRESS)
+    p.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global SLO_P99_MS
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.backend:  # children and servers inherit it
+        os.environ["RAG_EMBEDDING_BACKEND"] = args.backend
+    SLO_P99_MS = args.slo_p99_ms
     if args.child == "index":
-        print(json.dumps(child_index(args.corpus, args.limit, args.index_path)))
+        result = child_index(args.corpus, args.limit, args.index_path, args.batch_size)
+        print(json.dumps(result))
         return 0
     if args.child == "load":
         print(json.dumps(child_load(args.index_path, args.spawned_at)))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,12 @@ logger = logging.getLogger(__name__)
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf")
 
 # Measured with `python eval/bench.py --sections scaling tuning` on 2 cores (README,
-# "Benchmark"). Exact search is memory-bound: ~25 ms of CPU per query at 100k 384-d vectors,
-# ten times that at 1M. "auto" keeps it while it costs no more than embedding the question
-# (~25 ms of CPU on one core), i.e. up to 100k vectors, and uses HNSW above: at 100k it
-# reaches recall@10 0.98 in ~2 ms, where IVF needs 256 of its 1,265 lists for 0.96 (3 ms).
-AUTO_FLAT_MAX_VECTORS = 100_000
+# "Benchmark"). Exact search is memory-bound: one thread spends 1.5 / 3 / 7.4 / 15.5 ms of CPU
+# per query at 10k / 20k / 50k / 100k 384-d vectors (busy machine), ten times more at 1M.
+# "auto" keeps it up to 20k vectors, where it costs ~3 ms, a small share of the 20 ms /ask
+# budget next to embedding the question (~11 ms with ONNX), and uses HNSW above: at 100k it
+# reaches recall@10 0.97-0.98 in ~2 ms, where IVF needs 256 of its 1,265 lists for 0.96 (3 ms).
+AUTO_FLAT_MAX_VECTORS = 20_000
 
 # For recall@10 >= 0.98 at 100k vectors: M=32, efConstruction=40 needs efSearch 128 (1.9 ms)
 # and builds in 31 s; efConstruction 80 or 200 need the same efSearch and build in 67 s and
@@ -266,6 +268,19 @@ def read(path: Path, params: Mapping[str, int] | None = None) -> faiss.Index:
     if params:
         configure(index, params)
     return index
+
+
+_thread_state = threading.local()
+
+
+def limit_threads_of_this_thread(n: int) -> None:
+    """Let FAISS use at most `n` OpenMP threads for calls from the calling thread (OpenMP's
+    setting is per thread). A server answers one query per request thread; letting each
+    search wake a second OpenMP thread on a busy 2-core machine measured 63 ms instead of
+    1.5 ms for exact search over 10k vectors."""
+    if getattr(_thread_state, "omp_threads", None) != n:
+        faiss.omp_set_num_threads(n)
+        _thread_state.omp_threads = n
 
 
 def ids_of(index: faiss.Index) -> np.ndarray:

@@ -180,7 +180,7 @@ def index_command(
             base = None
         except (IndexCorrupt, IndexMismatch) as exc:
             logger.warning("not reusing the existing index: %s", exc)
-    embedder = Embedder(settings.model, device=settings.device, batch_size=settings.batch_size)
+    embedder = Embedder.from_settings(settings)
     _, report = build_index(settings, embedder, documents, base=base, replace_all=True)
     if as_json:
         emit_json(report)

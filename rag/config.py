@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     index_type: Literal["auto", "flat", "hnsw", "ivf"] = Field(
         default="auto",
         description="Vector index: flat (exact), hnsw or ivf (approximate), or auto: exact up "
-        "to 100,000 chunks, HNSW above (recall@10 >= 0.95 against exact; see README, Benchmark).",
+        "to 20,000 chunks, HNSW above (recall@10 >= 0.95 against exact; see README, Benchmark).",
     )
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = Field(
         default="hybrid", description="Retrieval: dense (embeddings), bm25 (words) or hybrid."
@@ -167,4 +167,40 @@ class Settings(BaseSettings):
     )
     log_json: bool = Field(
         default=False, description="Server logs as one JSON object per line (RAG_LOG_JSON=1)."
+    )
+    # performance (README, "Benchmark")
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="onnx",
+        description="How the model runs: onnx (ONNX Runtime, exported once into "
+        "model_cache_dir; never imports torch when serving; the same vectors as torch to 2e-7), "
+        "torch (sentence-transformers) or onnx-int8 (weights quantised to int8: faster, "
+        "slightly lower answer accuracy).",
+    )
+    model_cache_dir: Path = Field(
+        default=Path("~/.cache/rag-cited"),
+        description="Where ONNX exports of the model are cached.",
+    )
+    query_batching: bool = Field(
+        default=True,
+        description="The server embeds concurrent questions in micro-batches.",
+    )
+    query_batch_max: int = Field(
+        default=32, ge=1, description="Most questions embedded in one micro-batch."
+    )
+    query_batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a micro-batch waits for more questions after its first.",
+    )
+    search_threads: int = Field(
+        default=1,
+        ge=1,
+        description="FAISS threads per request in the server: requests search in parallel, so "
+        "one each avoids waking idle threads for every search.",
+    )
+    query_batch_workers: int = Field(
+        default=2,
+        ge=1,
+        description="Threads embedding micro-batches, each with one model thread: one per core, "
+        "else batching caps the embedding work at one core.",
     )

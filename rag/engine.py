@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from index import ChunkFilter, Document, Index
+from index import ChunkFilter, Document, Index, vectors
 from rag.answer import compose_answer
 from rag.config import Settings
 from rag.embedding import Embedder
@@ -44,6 +44,8 @@ class Engine:
         self.index = index
         self.embedder = embedder
         self._write_lock = threading.Lock()
+        # FAISS OpenMP threads per request thread (the server sets it; None: FAISS's default)
+        self.search_threads: int | None = None
 
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder | None = None) -> Engine:
@@ -51,11 +53,8 @@ class Engine:
         configured one, which must match)."""
         index = load_index(settings, model=_configured_model(settings))
         if embedder is None:
-            embedder = Embedder(
-                settings.model or index.manifest.model,
-                device=settings.device,
-                batch_size=settings.batch_size,
-                threads=settings.torch_threads,
+            embedder = Embedder.from_settings(
+                settings, settings.model or index.manifest.model, queries=True
             )
         index.check_compatible(model=embedder.name, dimension=embedder.dimension)
         return cls(settings, index, embedder)
@@ -95,6 +94,8 @@ class Engine:
         timings = {} if timings is None else timings
         question = self.validate_question(question)
         k = self._k(k)
+        if self.search_threads:
+            vectors.limit_threads_of_this_thread(self.search_threads)
         t0 = time.perf_counter()
         vector = self.embedder.encode_query(question)
         t1 = time.perf_counter()

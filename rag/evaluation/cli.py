@@ -150,12 +150,7 @@ def run_eval(
     gates = _gates(min_gates, max_gates, kind)
 
     if embedder is None:
-        embedder = Embedder(
-            settings.model,
-            device=settings.device,
-            batch_size=settings.batch_size,
-            threads=settings.torch_threads,
-        )
+        embedder = Embedder.from_settings(settings, queries=True)
     common = dict(
         modes=chosen,
         verbose=show_misses,
