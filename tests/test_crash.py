@@ -8,6 +8,7 @@ can be killed with SIGKILL and restarted twenty times within the suite's budget.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -15,6 +16,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -66,6 +68,14 @@ class ForkedServer:
                 fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
                 os.dup2(fd, 1)
                 os.dup2(fd, 2)
+                # pytest's capture replaced sys.stdout/err and may have left handlers behind:
+                # log to the file, through fresh streams on fds 1 and 2
+                sys.stdout = os.fdopen(1, "w", buffering=1)
+                sys.stderr = os.fdopen(2, "w", buffering=1)
+                for name in ("api", "rag", "index"):
+                    logging.getLogger(name).handlers.clear()
+                    logging.getLogger(name).propagate = True
+                logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True)
                 app = create_app(self.settings, embedder=self.embedder)
                 config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
                 uvicorn.Server(config).run()
