@@ -75,6 +75,18 @@ class Passage(BaseModel):
     bm25_rank: int | None = Field(default=None, description="Rank among candidates by BM25 score.")
 
 
+class Corroboration(BaseModel):
+    """Another document's sentence that says the same as a cited one (a near-duplicate):
+    `document.text[start:end] == quote`."""
+
+    doc_id: str
+    title: str
+    chunk_id: str
+    start: int
+    end: int
+    quote: str
+
+
 class Citation(BaseModel):
     """The exact passage an answer rests on: `document.text[start:end] == quote`."""
 
@@ -102,6 +114,11 @@ class Citation(BaseModel):
     end: int
     quote: str
     score: float = Field(description="How strongly the quote answers the question (0..1).")
+    corroborated_by: list[Corroboration] = Field(
+        default_factory=list,
+        description="Sentences of other documents that say the same as the quote (near-"
+        "duplicates); they are listed here rather than cited again.",
+    )
 
 
 class AskResponse(BaseModel):
@@ -124,6 +141,12 @@ class AskResponse(BaseModel):
 
     question: str
     answer: str | None = Field(description="The answer, or null when the corpus does not answer.")
+    short_answer: str | None = Field(
+        default=None,
+        description="The few words of the answer's sentence that answer a question asking for a "
+        "date, number, amount or percentage, when exactly one such span is there; else null "
+        "(the answer sentence is then the shortest reliable answer).",
+    )
     answerable: bool = Field(description="Whether the evidence was strong enough to answer.")
     confidence: float = Field(description="Evidence score compared with the abstention threshold.")
     citations: list[Citation]
