@@ -34,6 +34,9 @@ from rag.text import content_terms, deletions, words
 # sentence holds it; capitalised names are not (about half the time).
 SHORT_ANSWER_TYPES = frozenset({DATE, MONEY, NUMBER, PERCENT, QUANTITY})
 
+# Candidates (best first by words and passage score) checked for a span of the expected type.
+TYPED_CANDIDATES = 8
+
 # Question words shorter than this are not corrected for typos.
 MIN_TYPO_LENGTH = 5
 
@@ -117,14 +120,24 @@ def score_candidates(
     for c in candidates:
         coverage = sum(idf[t] for t in c.terms & q_terms) / total
         evidence = max(0.0, _evidence(c.passage)) / best_passage
-        typed = wanted is not None and any(
-            matches(wanted, s.type) and not _in_question(s.text, q_words)
-            for s in typed_spans(c.text)
-        )
-        score = (w.lexical * coverage + w.passage * evidence + w.answer_type * typed) / scale
+        score = (w.lexical * coverage + w.passage * evidence) / scale
         if len(c.text.split()) < 4:
             score *= w.short_fragment
-        scored.append(replace(c, score=round(score, 6), coverage=coverage, typed=typed))
+        scored.append(replace(c, score=round(score, 6), coverage=coverage))
+    scored.sort(key=lambda c: -c.score)
+    if wanted is None or not w.answer_type:
+        return scored
+    # Typing spans is the costly part: only the leading candidates can gain enough from it.
+    for i, c in enumerate(scored[:TYPED_CANDIDATES]):
+        typed = any(
+            matches(wanted, s.type) and not _in_question(s.text, q_words)
+            for s in typed_spans(c.text, wanted)
+        )
+        if typed:
+            bonus = w.answer_type / scale
+            if len(c.text.split()) < 4:
+                bonus *= w.short_fragment
+            scored[i] = replace(c, score=round(c.score + bonus, 6), typed=True)
     return sorted(scored, key=lambda c: -c.score)
 
 
