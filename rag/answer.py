@@ -1,11 +1,14 @@
 """Extractive answers: choose the sentence of the retrieved passages that best answers the
 question, cut a short answer out of it when the question asks for a date, number, amount or
-name and one is there, and cite the sentence by exact character span.
+percentage and exactly one is there, and cite the sentence by exact character span (listing
+other documents' near-duplicate sentences as corroboration rather than citing them again).
 
 Pure: passages in, `ComposedAnswer` out. No model runs here, so the query path stays at one
 embedding. A sentence's score combines how much of the question it covers (words weighted by
 rarity among the candidate sentences), its passage's retrieval evidence, and whether it holds
-an answer of the type the question asks for (`rag/answer_types.py`).
+an answer of the type the question asks for (`rag/answer_types.py`). The confidence compared
+with the abstention threshold is the mean of the best passage's cosine similarity and the
+chosen sentence's coverage. Choices and measurements: eval/README.md, "Answers".
 """
 
 from __future__ import annotations
@@ -115,11 +118,11 @@ def score_candidates(
     idf = {t: math.log(1 + (n + 1) / (df.get(t, 0) + 0.5)) for t in q_terms}
     total = sum(idf.values()) or 1.0
     scale = (w.lexical + w.passage + w.answer_type) or 1.0  # scores in [0, 1]
-    best_passage = max((_evidence(c.passage) for c in candidates), default=0.0) or 1.0
+    best_passage = max((_similarity(c.passage) for c in candidates), default=0.0) or 1.0
     scored = []
     for c in candidates:
         coverage = sum(idf[t] for t in c.terms & q_terms) / total
-        evidence = max(0.0, _evidence(c.passage)) / best_passage
+        evidence = max(0.0, _similarity(c.passage)) / best_passage
         score = (w.lexical * coverage + w.passage * evidence) / scale
         if len(c.text.split()) < 4:
             score *= w.short_fragment
@@ -277,10 +280,6 @@ def _in_question(span: str, q_words: set[str]) -> bool:
     """Every word of the span is already in the question (it cannot be the answer)."""
     span_words = [w for w in words(span) if w not in _FUNCTION_WORDS]
     return bool(span_words) and all(w in q_words for w in span_words)
-
-
-def _evidence(p: Passage) -> float:
-    return _similarity(p)
 
 
 def _similarity(p: Passage) -> float:

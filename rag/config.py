@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     k: int = Field(default=5, ge=1, description="Passages retrieved per question.")
     max_k: int = Field(default=50, ge=1, description="Largest k a request may ask for.")
     min_score: float = Field(
-        default=0.25,
+        default=0.30,
         description="Abstention threshold: below this evidence score (the mean of the best "
         "passage's cosine similarity and the question's coverage by the chosen sentence) the "
         "answer is 'not found'.",
