@@ -79,6 +79,20 @@ class Corroboration(BaseModel):
     """Another document's sentence that says the same as a cited one (a near-duplicate):
     `document.text[start:end] == quote`."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "doc_id": "000_a87859622d3621ae",
+                "title": "On March 25, 2024, South Korea and Uzbekistan took a significant step",
+                "chunk_id": "000_a87859622d3621ae:3",
+                "start": 1763,
+                "end": 1911,
+                "quote": "The meeting between Chung Byung-won and Bobur Usmanov marks a pivotal "
+                "moment ...",
+            }
+        }
+    )
+
     doc_id: str
     title: str
     chunk_id: str
