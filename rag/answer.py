@@ -14,6 +14,7 @@ chosen sentence's coverage. Choices and measurements: eval/README.md, "Answers".
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -30,7 +31,7 @@ from rag.answer_types import (
 )
 from rag.chunking import split_sentences
 from rag.models import Citation, Corroboration, Passage
-from rag.text import content_terms, deletions, words
+from rag.text import content_terms, deletions, stem, words
 
 # Short answers are cut only for these types: on the tune split and SQuAD, a single date,
 # number, amount or percentage in the best sentence is the answer nearly whenever the
@@ -183,10 +184,27 @@ def short_answer(question: str, sentence: str) -> str | None:
     if wanted not in SHORT_ANSWER_TYPES:
         return None
     q_words = set(words(question))
+    allowed = {NUMBER, QUANTITY} if wanted == NUMBER else {wanted}
     spans = [
-        s for s in typed_spans(sentence) if s.type == wanted and not _in_question(s.text, q_words)
+        s for s in typed_spans(sentence) if s.type in allowed and not _in_question(s.text, q_words)
     ]
+    if len(spans) > 1 and wanted == NUMBER:
+        # "How many miles ...": the one span followed by the counted word
+        counted = _counted_word(question)
+        spans = [s for s in spans if counted and counted in _span_unit(sentence, s)]
     return spans[0].text if len(spans) == 1 else None
+
+
+def _counted_word(question: str) -> str | None:
+    found = re.search(r"\bhow many (\w+)", question.lower())
+    return stem(found.group(1)) if found else None
+
+
+def _span_unit(sentence: str, span) -> set[str]:
+    """The stems of a number span's last word and of the word after it ("103 miles")."""
+    last = words(span.text)[-1:]
+    following = words(sentence[span.end :])[:1]
+    return {stem(w) for w in last + following}
 
 
 def compose_answer(

@@ -31,6 +31,11 @@ _NUMBER_WORD = (
 )
 _SCALE = r"(?:\s+(?:million|billion|trillion|thousand|hundred))?"
 _NUM = rf"(?:\d[\d,]*(?:\.\d+)?|\.\d+){_SCALE}"
+# "over two million", "more than 37": the hedge is part of the answer
+_HEDGE = (
+    r"(?:(?:over|about|around|nearly|almost|approximately|roughly|some|more\s+than|"
+    r"less\s+than|fewer\s+than|up\s+to|at\s+least)\s+)?"
+)
 _NUM_OR_WORD = rf"(?:{_NUM}|{_NUMBER_WORD}(?:[\s-]+{_NUMBER_WORD})*{_SCALE})"
 _CURRENCY_WORD = (
     r"(?:dollars?|won|euros?|pounds?|yen|yuan|rubles?|roubles?|francs?|marks?|rupees?|"
@@ -58,7 +63,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             rf"\b(?:{_WEEKDAY},?\s+)?(?:{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?(?!\d)(?:,?\s+\d{{4}})?"
             rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}(?:,?\s+\d{{4}})?"
             rf"|(?:early\s+|late\s+|mid-?)?{_MONTH}(?:,?\s+\d{{4}})?(?![\w-])"
-            rf"|(?:the\s+)?(?:early\s+|late\s+|mid-?)?(?:1[0-9]|20)\d{{2}}s?\b"
+            rf"|(?:the\s+)?(?:early\s+|late\s+|mid-?)?(?:1[0-9]|20)\d{{2}}s?(?:[–-]\d{{2,4}}\b)?\b"
             rf"|{_WEEKDAY}\b"
             rf"|(?:the\s+)?\d{{1,2}}(?:st|nd|rd|th)\s+century\b"
             rf"|(?:next|last|this|previous|coming)\s+(?:year|month|week|decade|spring|summer|"
@@ -67,12 +72,12 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ),
     (
         QUANTITY,
-        re.compile(rf"\b{_NUM_OR_WORD}(?:[\s-]+{_UNIT})\b", re.IGNORECASE),
+        re.compile(rf"\b{_HEDGE}{_NUM_OR_WORD}(?:[\s-]+{_UNIT})\b", re.IGNORECASE),
     ),
     (
         NUMBER,
         re.compile(
-            rf"(?<![\w.])(?:{_NUM}(?:st|nd|rd|th)?|{_NUMBER_WORD}(?:[\s-]+{_NUMBER_WORD})*{_SCALE})"
+            rf"(?<![\w.]){_HEDGE}(?:{_NUM}(?:st|nd|rd|th)?|{_NUMBER_WORD}(?:[\s-]+{_NUMBER_WORD})*{_SCALE})"
             rf"(?![\w])",
             re.IGNORECASE,
         ),
