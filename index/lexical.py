@@ -69,6 +69,17 @@ class LexicalIndex:
             raise KeyError("vector id not in the BM25 index")
         return self._order[where]
 
+    def document_frequencies(self) -> dict[str, int]:
+        """Every indexed term with the number of chunks holding it."""
+        if self.retriever is None:
+            return {}
+        counts = np.diff(np.asarray(self.retriever.scores["indptr"]))
+        return {
+            term: int(counts[i])
+            for term, i in self.retriever.vocab_dict.items()
+            if i < len(counts) and term != "\x00"
+        }
+
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every chunk, by position (zeros when no query term is indexed)."""
         terms = analyze(query)

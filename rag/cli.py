@@ -227,6 +227,9 @@ def ask(
         )
         return
     markers = "".join(f"[{c.id}]" for c in response.citations)
+    if response.short_answer:
+        click.echo(f"{response.short_answer} {markers}")
+        click.echo()
     click.echo(_wrap(f"{response.answer} {markers}"))
     click.echo()
     for c in response.citations:
@@ -235,6 +238,9 @@ def ask(
             f"    {c.doc_id}  chunk {c.chunk_id}  chars {c.start}-{c.end}  score {c.score:.2f}"
         )
         click.echo(_wrap(f'"{c.quote}"', indent="    "))
+        for other in c.corroborated_by:
+            where = f"chars {other.start}-{other.end}"
+            click.echo(f"    also in {other.doc_id} ({other.title}), {where}")
 
 
 @main.command()

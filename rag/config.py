@@ -64,8 +64,10 @@ class Settings(BaseSettings):
     k: int = Field(default=5, ge=1, description="Passages retrieved per question.")
     max_k: int = Field(default=50, ge=1, description="Largest k a request may ask for.")
     min_score: float = Field(
-        default=0.42,
-        description="Abstention threshold: below this evidence score the answer is 'not found'.",
+        default=0.30,
+        description="Abstention threshold: below this evidence score (the mean of the best "
+        "passage's cosine similarity and the question's coverage by the chosen sentence) the "
+        "answer is 'not found'.",
     )
     verify_citations: bool = Field(
         default=True,

@@ -171,6 +171,7 @@ class Engine:
         return AskResponse(
             question=question.strip(),
             answer=composed.answer,
+            short_answer=composed.short_answer,
             answerable=composed.answerable,
             confidence=composed.confidence,
             citations=citations,

@@ -95,6 +95,32 @@ class Passage(BaseModel):
     bm25_rank: int | None = Field(default=None, description="Rank among candidates by BM25 score.")
 
 
+class Corroboration(BaseModel):
+    """Another document's sentence that says the same as a cited one (a near-duplicate):
+    `document.text[start:end] == quote`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "doc_id": "000_a87859622d3621ae",
+                "title": "On March 25, 2024, South Korea and Uzbekistan took a significant step",
+                "chunk_id": "000_a87859622d3621ae:3",
+                "start": 1763,
+                "end": 1911,
+                "quote": "The meeting between Chung Byung-won and Bobur Usmanov marks a pivotal "
+                "moment ...",
+            }
+        }
+    )
+
+    doc_id: str
+    title: str
+    chunk_id: str
+    start: int
+    end: int
+    quote: str
+
+
 class Citation(BaseModel):
     """The exact passage an answer rests on: `document.text[start:end] == quote`."""
 
@@ -131,6 +157,12 @@ class Citation(BaseModel):
         default=None,
         description="Whether `support` reaches RAG_MIN_SUPPORT; false flags a citation whose "
         "quote does not say what the answer says. Null when not checked.",
+    )
+
+    corroborated_by: list[Corroboration] = Field(
+        default_factory=list,
+        description="Sentences of other documents that say the same as the quote (near-"
+        "duplicates); they are listed here rather than cited again.",
     )
 
 
@@ -178,6 +210,12 @@ class AskResponse(BaseModel):
 
     question: str
     answer: str | None = Field(description="The answer, or null when the corpus does not answer.")
+    short_answer: str | None = Field(
+        default=None,
+        description="The few words of the answer's sentence that answer a question asking for a "
+        "date, number, amount or percentage, when exactly one such span is there; else null "
+        "(the answer sentence is then the shortest reliable answer).",
+    )
     answerable: bool = Field(description="Whether the evidence was strong enough to answer.")
     confidence: float = Field(description="Evidence score compared with the abstention threshold.")
     citations: list[Citation]

@@ -8,12 +8,17 @@ scores, or by reciprocal rank fusion.
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from index import Chunk, ChunkFilter, Index
+from index.analysis import STOP_WORDS, analyze, stem, words
+from rag.text import deletions
 
 MODES = ("dense", "bm25", "hybrid")
 FUSIONS = ("convex", "rrf")
@@ -81,8 +86,10 @@ def rank_chunks(
     if mode in ("dense", "hybrid"):
         for hit in index.search(query_vector[None, :], pool, allowed_ids, where=where)[0]:
             candidates[hit.chunk.vector_id] = hit.chunk
+    lexical_query = question
     if mode in ("bm25", "hybrid"):
-        for hit in index.search_lexical(question, pool, allowed_ids):
+        lexical_query = corrected_query(index, question)
+        for hit in index.search_lexical(lexical_query, pool, allowed_ids):
             candidates.setdefault(hit.chunk.vector_id, hit.chunk)
     if mode not in MODES:
         raise ValueError(f"unknown retrieval mode {mode!r}: use one of {MODES}")
@@ -90,7 +97,7 @@ def rank_chunks(
     if not chunks:
         return []
     dense = index.dense_scores(query_vector, chunks)
-    lexical = index.lexical_scores(question, chunks)
+    lexical = index.lexical_scores(lexical_query, chunks)
     if mode == "dense":
         score = dense
     elif mode == "bm25":
@@ -110,3 +117,73 @@ def rank_chunks(
         )
         for i in order
     ]
+
+
+# typo-tolerant lexical queries
+
+MIN_CORRECTED_LENGTH = 7  # shorter stems are too often real words one edit from another
+
+
+class Vocabulary:
+    """The BM25 index's terms, for finding the indexed term one edit away from a misspelt
+    query word (symmetric deletes: a word and a term match when deleting at most one
+    character from each makes them equal, which covers one insertion, deletion or
+    substitution)."""
+
+    def __init__(self, frequencies: dict[str, int]):
+        self.frequencies = frequencies
+        self._deletes: dict[str, list[str]] | None = None
+        self._lock = threading.Lock()
+
+    def _index(self) -> dict[str, list[str]]:
+        with self._lock:
+            if self._deletes is None:
+                deletes: dict[str, list[str]] = defaultdict(list)
+                for term in self.frequencies:
+                    if len(term) >= MIN_CORRECTED_LENGTH - 1:
+                        for variant in deletions(term):
+                            deletes[variant].append(term)
+                self._deletes = dict(deletes)
+            return self._deletes
+
+    def correct(self, term: str) -> str | None:
+        """The most frequent indexed term one edit from `term`, or None when `term` is
+        indexed, short, or has no such neighbour."""
+        if term in self.frequencies or len(term) < MIN_CORRECTED_LENGTH:
+            return None
+        deletes = self._index()
+        found = {t for variant in deletions(term) for t in deletes.get(variant, ())}
+        found |= {v for v in deletions(term) if v in self.frequencies}
+        if not found:
+            return None
+        return max(sorted(found), key=lambda t: self.frequencies[t])
+
+
+_vocabularies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_vocabularies_lock = threading.Lock()
+
+
+def vocabulary(index: Index) -> Vocabulary:
+    """The vocabulary of an index's BM25 side, built once per loaded index."""
+    with _vocabularies_lock:
+        vocab = _vocabularies.get(index.lexical)
+        if vocab is None:
+            vocab = _vocabularies[index.lexical] = Vocabulary(index.lexical.document_frequencies())
+        return vocab
+
+
+def corrected_query(index: Index, question: str) -> str:
+    """The question with, for each word the BM25 index does not know, the indexed term one
+    edit away appended ("Chirchk" -> also "chirchik"): BM25 alone fails on typos."""
+    vocab = vocabulary(index)
+    if not vocab.frequencies:
+        return question
+    extra = []
+    for word in words(question):
+        if word in STOP_WORDS:
+            continue
+        fixed = vocab.correct(stem(word))
+        # the appended term must analyse to itself to reach the index unchanged
+        if fixed is not None and fixed not in extra and analyze(fixed) == [fixed]:
+            extra.append(fixed)
+    return f"{question} {' '.join(extra)}" if extra else question

@@ -8,4 +8,10 @@ def content_terms(text: str) -> list[str]:
     return analyze(text)
 
 
-__all__ = ["STOP_WORDS", "analyze", "content_terms", "stem", "words"]
+def deletions(term: str) -> set[str]:
+    """`term` and every string one character shorter: two terms are at most one edit apart
+    (insertion, deletion or substitution) when these sets meet."""
+    return {term} | {term[:i] + term[i + 1 :] for i in range(len(term))}
+
+
+__all__ = ["STOP_WORDS", "analyze", "content_terms", "deletions", "stem", "words"]

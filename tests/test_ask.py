@@ -22,7 +22,9 @@ def test_every_citation_and_passage_quotes_its_document_exactly(any_engine):
 
 
 def test_off_corpus_question_is_not_answered(any_engine):
-    r = any_engine.ask("What is the capital of Turkmenistan?")
+    # (A near miss such as "What is the capital of Turkmenistan?" names words the corpus
+    # holds and is answered; eval/README.md, Abstention.)
+    r = any_engine.ask("What is the boiling point of water in degrees Fahrenheit?")
     assert r.answerable is False
     assert r.answer is None and r.citations == []
     assert r.passages  # what was retrieved is still shown

@@ -53,6 +53,7 @@ class Prediction:
     # The answer the system would give whatever the threshold (for --sweep-threshold);
     # None when it was not asked for or there is none.
     forced_answer: str | None = None
+    short_answer: str | None = None  # the few words answering a typed question, if given
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -69,6 +70,14 @@ class Prediction:
 def is_correct(p: Prediction) -> bool:
     """Answered, and the answer contains a gold string."""
     return p.answered and m.contains_gold(p.answer, p.gold_answers)
+
+
+def shortest(p: Prediction) -> str:
+    """The shortest answer the system gave: the short answer when there is one, else the
+    answer sentence ('' when abstaining)."""
+    if not p.answered:
+        return ""
+    return p.short_answer or p.answer or ""
 
 
 def score_predictions(predictions: Sequence[Prediction]) -> Metrics:
@@ -88,6 +97,11 @@ def score_predictions(predictions: Sequence[Prediction]) -> Metrics:
     out["token_f1"] = m.mean(
         m.token_f1(p.answer or "", p.gold_answers) if p.answered else 0.0 for p in answerable
     )
+    out["short_answer_rate"] = m.mean(float(p.short_answer is not None) for p in answerable)
+    out["short_answer_accuracy"] = m.mean(
+        float(p.answered and m.contains_gold(shortest(p), p.gold_answers)) for p in answerable
+    )
+    out["short_token_f1"] = m.mean(m.token_f1(shortest(p), p.gold_answers) for p in answerable)
     gold_citations = [
         c.doc_id in p.gold_doc_ids for p in answerable if p.answered for c in p.citations
     ]
@@ -288,6 +302,7 @@ def predict(
                 ],
                 latency_ms=round(latency, 3),
                 forced_answer=forced_answer,
+                short_answer=r.short_answer,
             )
         )
     return predictions

@@ -30,14 +30,24 @@ class SquadPrediction:
     confidence: float
     retrieved_doc_ids: list[str]  # top 10 paragraphs, best first
     latency_ms: float
+    short_answer: str | None = None  # the few words answering a typed question, if given
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
+def shortest(p: SquadPrediction) -> str:
+    """The shortest answer given: the short answer when there is one, else the answer
+    sentence ('' when abstaining)."""
+    if not p.answered:
+        return ""
+    return p.short_answer or p.answer or ""
+
+
 def official_predictions(predictions: Sequence[SquadPrediction]) -> dict[str, str]:
-    """The official SQuAD predictions format: question id -> answer ('' when abstaining)."""
-    return {p.id: (p.answer or "") if p.answered else "" for p in predictions}
+    """The official SQuAD predictions format: question id -> the shortest answer given ('' when
+    abstaining), so the official script's EM and F1 are `short_exact_match` and `short_f1`."""
+    return {p.id: shortest(p) for p in predictions}
 
 
 def score_predictions(predictions: Sequence[SquadPrediction]) -> Metrics:
@@ -58,6 +68,17 @@ def score_predictions(predictions: Sequence[SquadPrediction]) -> Metrics:
     )
     out["f1"] = m.mean(
         m.token_f1(a, p.gold_answers) for a, p in zip(answers, predictions, strict=True)
+    )
+    shorts = [shortest(p) for p in predictions]
+    out["short_answer_rate"] = m.mean(float(p.short_answer is not None) for p in predictions)
+    out["short_answer_contains"] = m.mean(
+        float(m.contains_gold(a, p.gold_answers)) for a, p in zip(shorts, predictions, strict=True)
+    )
+    out["short_exact_match"] = m.mean(
+        m.exact_match(a, p.gold_answers) for a, p in zip(shorts, predictions, strict=True)
+    )
+    out["short_f1"] = m.mean(
+        m.token_f1(a, p.gold_answers) for a, p in zip(shorts, predictions, strict=True)
     )
     out["abstention_rate"] = m.mean(float(not p.answered) for p in predictions)
     latencies = [p.latency_ms for p in predictions]
@@ -133,6 +154,7 @@ def predict(
                 confidence=r.confidence,
                 retrieved_doc_ids=[doc_id for doc_id, _ in ranking],
                 latency_ms=round(latency, 3),
+                short_answer=r.short_answer,
             )
         )
     return out
