@@ -9,13 +9,10 @@ never build on a stale generation.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import TypeVar
 
 from api.errors import IndexNotLoaded
@@ -169,16 +166,6 @@ class Service:
         """Run `operation` on the engine, on the live generation, one writer at a time
         across all workers."""
         self.refresh(self.pointer(), wait=True)  # no index: IndexNotLoaded, before any lock
-        with _file_lock(self.settings.index_path / WRITE_LOCK):
+        with generations.file_lock(self.settings.index_path / WRITE_LOCK):
             engine = self.refresh(self.pointer(), wait=True)
             return operation(engine)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

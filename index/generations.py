@@ -76,15 +76,22 @@ def fsync_tree(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def writer_lock(root: Path) -> Iterator[None]:
-    """One writer at a time per index root (readers never take it)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a+") as handle:
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (flock) on `path`, held for the block; across processes."""
+    with open(path, "a+") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def writer_lock(root: Path) -> Iterator[None]:
+    """One writer at a time per index root (readers never take it)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with file_lock(root / ".lock"):
+        yield
 
 
 def new_tmp_dir(root: Path) -> Path:

@@ -14,7 +14,6 @@ saying to use the torch backend.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index import generations
 from rag.embedding import ModelNotAvailable
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def ensure_exported(directory: Path, cache_dir: Path, *, int8: bool) -> Path:
     if path.is_file():
         return path
     target.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target / ".lock"):
+    with generations.file_lock(target / ".lock"):
         if not (target / ONNX_FILE).is_file():
             logger.warning("exporting %s to ONNX once, into %s (needs torch)", directory, target)
             with _atomic_path(target / ONNX_FILE) as tmp:
@@ -317,16 +317,6 @@ def _atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def torch_imported() -> bool:
