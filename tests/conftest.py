@@ -11,6 +11,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rag.config import BUNDLED_CORPUS, Settings  # noqa: E402
 
+
+def _own_tqdm_lock_after_fork() -> None:
+    # tqdm's write lock includes a multiprocessing semaphore shared with forked children;
+    # a child killed with SIGKILL while holding it (the crash tests do that) would
+    # deadlock this process at its next progress bar. Children get a lock of their own.
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+
+
+os.register_at_fork(after_in_child=_own_tqdm_lock_after_fork)
+
 CHIRCHIK = "What minerals does the Chirchik center target?"
 UZBEK_DOC = "001_747dad745748a0c8"
 
