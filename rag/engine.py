@@ -157,14 +157,15 @@ class Engine:
     ) -> AskResponse:
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        passages = self.retrieve(question, k, filters, timings=timings, mode=mode)
+        index = self.index  # one generation for the whole answer, even if a write swaps it
+        passages = self.retrieve(question, k, filters, index=index, timings=timings, mode=mode)
         t = time.perf_counter()
         composed = compose_answer(question, passages, min_score=self.settings.min_score)
         timings["compose"] = round((time.perf_counter() - t) * 1000, 3)
         citations, support = composed.citations, None
         if self.settings.verify_citations and composed.answer and citations:
             t = time.perf_counter()
-            checked = self.check_support(composed.answer, citations)
+            checked = self.check_support(composed.answer, citations, index=index)
             citations, support = checked.citations, checked.sentences
             timings["verify"] = round((time.perf_counter() - t) * 1000, 3)
         timings["total"] = round((time.perf_counter() - started) * 1000, 3)
@@ -180,14 +181,16 @@ class Engine:
             support=support,
         )
 
-    def check_support(self, answer: str, citations: Sequence[Citation]) -> SupportCheck:
+    def check_support(
+        self, answer: str, citations: Sequence[Citation], *, index: Index | None = None
+    ) -> SupportCheck:
         """Each citation of `answer` scored against the sentence(s) citing it (rag.verify)."""
         return check_support(
             answer,
             citations,
             lambda texts: self.embedder.encode(texts, progress=False),
             min_support=self.settings.min_support,
-            weight=self.index.lexical.idf,
+            weight=(index or self.index).lexical.idf,
         )
 
     def explain(
@@ -331,14 +334,12 @@ def _configured_model(settings: Settings) -> str | None:
 
 
 def _allowed_ids(index: Index, filters: Filters | None) -> list[int] | None:
-    if filters is None or (
-        filters.doc_ids is None and filters.date_from is None and filters.date_to is None
-    ):
+    """The vector ids the filters allow (resolved by the chunk store), or None for all."""
+    where = _where(filters)
+    if where is None:
         return None
     return index.store.vector_ids_where(
-        doc_ids=filters.doc_ids,
-        date_from=filters.date_from.isoformat() if filters.date_from else None,
-        date_to=filters.date_to.isoformat() if filters.date_to else None,
+        doc_ids=where.doc_ids, date_from=where.date_from, date_to=where.date_to
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from rag import metrics as m
@@ -14,7 +14,7 @@ from rag.evaluation.data import BUNDLED_SPLITS, QAItem
 from rag.evaluation.progress import track
 from rag.evaluation.report import Metrics, Miss, RunResult, SweepRow
 from rag.evaluation.retrieval import engine_variant, forget_cached_queries, retrieve_chunks
-from rag.models import Citation
+from rag.models import AskResponse, Citation
 
 RETRIEVAL_DEPTH = 10  # passages retrieved for the document-level retrieval metrics
 CURVE_KS = tuple(range(1, RETRIEVAL_DEPTH + 1))
@@ -240,6 +240,41 @@ def group_predictions(predictions: Sequence[Prediction], split: str) -> dict[str
 # running
 
 
+def prediction(
+    item: QAItem,
+    r: AskResponse,
+    *,
+    retrieved_doc_ids: list[str],
+    valid: Callable[[Citation], bool],
+    latency_ms: float,
+    forced_answer: str | None = None,
+) -> Prediction:
+    """One question's outcome: the gold of `item` beside the response `r` (in process or
+    from a running service), each citation checked by `valid`."""
+    return Prediction(
+        id=item.id,
+        question=item.question,
+        split=item.split,
+        type=item.type,
+        gold_answerable=item.answerable,
+        gold_answers=list(item.answers),
+        gold_doc_ids=list(item.doc_ids),
+        answered=r.answerable,
+        answer=r.answer,
+        confidence=r.confidence,
+        retrieved_doc_ids=retrieved_doc_ids,
+        citations=[
+            CitationCheck(
+                c.doc_id, c.chunk_id, c.start, c.end, c.quote, valid(c), c.supported, c.support
+            )
+            for c in r.citations
+        ],
+        latency_ms=round(latency_ms, 3),
+        forced_answer=forced_answer,
+        short_answer=r.short_answer,
+    )
+
+
 def predict(
     engine: Engine,
     items: Sequence[QAItem],
@@ -275,34 +310,13 @@ def predict(
         if forced is not None and not r.answerable:
             forced_answer = forced.ask(item.question, k=k).answer
         predictions.append(
-            Prediction(
-                id=item.id,
-                question=item.question,
-                split=item.split,
-                type=item.type,
-                gold_answerable=item.answerable,
-                gold_answers=list(item.answers),
-                gold_doc_ids=list(item.doc_ids),
-                answered=r.answerable,
-                answer=r.answer,
-                confidence=r.confidence,
+            prediction(
+                item,
+                r,
                 retrieved_doc_ids=m.distinct(h.doc_id for h in hits),
-                citations=[
-                    CitationCheck(
-                        c.doc_id,
-                        c.chunk_id,
-                        c.start,
-                        c.end,
-                        c.quote,
-                        valid(c),
-                        c.supported,
-                        c.support,
-                    )
-                    for c in r.citations
-                ],
-                latency_ms=round(latency, 3),
+                valid=valid,
+                latency_ms=latency,
                 forced_answer=forced_answer,
-                short_answer=r.short_answer,
             )
         )
     return predictions

@@ -13,16 +13,17 @@ import httpx
 from rag import metrics as m
 from rag.evaluation.bundled import (
     RETRIEVAL_DEPTH,
-    CitationCheck,
     Prediction,
     group_predictions,
     misses,
+    prediction,
     recall_curve,
     score_predictions,
 )
 from rag.evaluation.data import EvalDataError, QAItem, load_bundled
 from rag.evaluation.progress import track
 from rag.evaluation.report import EvalReport, RunResult
+from rag.models import AskResponse, Citation
 
 
 class ServiceError(RuntimeError):
@@ -64,10 +65,10 @@ def predict_remote(
     """As `bundled.predict`, through the service's /search and /ask."""
     texts: dict[str, str] = {}
 
-    def valid(c: dict) -> bool:
-        if c["doc_id"] not in texts:
-            texts[c["doc_id"]] = _get(client, f"/documents/{c['doc_id']}")["text"]
-        return texts[c["doc_id"]][c["start"] : c["end"]] == c["quote"]
+    def valid(c: Citation) -> bool:
+        if c.doc_id not in texts:
+            texts[c.doc_id] = _get(client, f"/documents/{c.doc_id}")["text"]
+        return texts[c.doc_id][c.start : c.end] == c.quote
 
     extra = {key: v for key, v in (("mode", mode), ("k", k)) if v is not None}
     out = []
@@ -81,32 +82,12 @@ def predict_remote(
             client, "/search", {"question": item.question, "k": RETRIEVAL_DEPTH, "mode": mode}
         )
         out.append(
-            Prediction(
-                id=item.id,
-                question=item.question,
-                split=item.split,
-                type=item.type,
-                gold_answerable=item.answerable,
-                gold_answers=list(item.answers),
-                gold_doc_ids=list(item.doc_ids),
-                answered=r["answerable"],
-                answer=r["answer"],
-                confidence=r["confidence"],
+            prediction(
+                item,
+                AskResponse.model_validate(r),
                 retrieved_doc_ids=m.distinct(p["doc_id"] for p in search["passages"]),
-                citations=[
-                    CitationCheck(
-                        c["doc_id"],
-                        c["chunk_id"],
-                        c["start"],
-                        c["end"],
-                        c["quote"],
-                        valid(c),
-                        c.get("supported"),
-                        c.get("support"),
-                    )
-                    for c in r["citations"]
-                ],
-                latency_ms=round(latency, 3),
+                valid=valid,
+                latency_ms=latency,
             )
         )
     return out
