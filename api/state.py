@@ -22,6 +22,7 @@ from rag.config import Settings
 from rag.embedding import Embedder, canonical_model_name
 from rag.engine import Engine
 from rag.errors import IndexStoreError, ModelNotAvailable
+from rag.indexing import load_index
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +75,9 @@ class Service:
     def _load_engine(self) -> Engine:
         """Engine.load's two steps, timed apart: the index, then its model."""
         started = time.perf_counter()
-        index = Index.load(
-            self.settings.index_path,
+        index = load_index(
+            self.settings,
             model=canonical_model_name(self.settings.model) if self.settings.model else None,
-            verify=self.settings.verify_checksums,
-            milvus_uri=self.settings.milvus_uri,
-            lexical_source="store" if self.settings.milvus_lexical == "milvus" else "local",
         )
         loaded = time.perf_counter()
         self.load_seconds["index"] = loaded - started
@@ -151,7 +149,7 @@ class Service:
                 self.settings.index_path / pointer,
                 verify=self.settings.verify_checksums,
                 milvus_uri=self.settings.milvus_uri,
-                lexical_source="store" if self.settings.milvus_lexical == "milvus" else "local",
+                lexical_source=self.settings.lexical_source,
             )
             self.load_seconds["index"] = time.perf_counter() - started
             index.check_compatible(model=engine.embedder.name, dimension=engine.embedder.dimension)

@@ -206,3 +206,9 @@ class Settings(BaseSettings):
         description="Threads embedding micro-batches, each with one model thread: one per core, "
         "else batching caps the embedding work at one core.",
     )
+
+    @property
+    def lexical_source(self) -> Literal["local", "store"]:
+        """Where hybrid retrieval's BM25 side runs: bm25s beside the index ("local") or the
+        vector store's own full-text search ("store", Milvus)."""
+        return "store" if self.milvus_lexical == "milvus" else "local"

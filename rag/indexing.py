@@ -90,7 +90,7 @@ def load_index(settings: Settings, *, model: str | None = None) -> Index:
         model=model,
         verify=settings.verify_checksums,
         milvus_uri=settings.milvus_uri,
-        lexical_source="store" if settings.milvus_lexical == "milvus" else "local",
+        lexical_source=settings.lexical_source,
     )
 
 
