@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ def chunk_id(doc_id: str, ordinal: int) -> str:
     return f"{doc_id}:{ordinal}"
 
 
+@lru_cache(maxsize=1 << 16)  # asked for every candidate chunk of every query
 def vector_id(chunk_id: str) -> int:
     """A stable 63-bit FAISS id derived from the chunk id, so ids never shift after deletes."""
     digest = hashlib.blake2b(chunk_id.encode("utf-8"), digest_size=8).digest()

@@ -18,6 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from rag.answer_types import (
     DATE,
@@ -25,6 +26,7 @@ from rag.answer_types import (
     NUMBER,
     PERCENT,
     QUANTITY,
+    TypedSpan,
     expected_type,
     matches,
     typed_spans,
@@ -50,6 +52,11 @@ COVERAGE_WEIGHT = 0.5
 
 # Sentences that share this much of their words (Jaccard) say the same thing.
 NEAR_DUPLICATE = 0.6
+
+# Passages, sentences and terms whose analysis is kept between questions: a corpus's popular
+# passages come back question after question, and splitting and stemming them again was half
+# the CPU time of an answer.
+ANALYSIS_CACHE_SIZE = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,22 +95,30 @@ def sentence_candidates(passages: Sequence[Passage]) -> list[Candidate]:
     out = []
     seen: set[tuple[str, int]] = set()
     for p in passages:
-        for span in split_sentences(p.text):
-            start = p.start + span.start
+        for span_start, span_end, terms in passage_sentences(p.text):
+            start = p.start + span_start
             if (p.doc_id, start) in seen:  # overlapping chunks repeat sentences
                 continue
             seen.add((p.doc_id, start))
-            text = p.text[span.start : span.end]
             out.append(
                 Candidate(
                     passage=p,
                     start=start,
-                    end=p.start + span.end,
-                    text=text,
-                    terms=frozenset(content_terms(text)),
+                    end=p.start + span_end,
+                    text=p.text[span_start:span_end],
+                    terms=terms,
                 )
             )
     return out
+
+
+@lru_cache(maxsize=ANALYSIS_CACHE_SIZE)
+def passage_sentences(text: str) -> tuple[tuple[int, int, frozenset[str]], ...]:
+    """The sentences of a passage: (start, end, content terms) each, offsets in `text`."""
+    return tuple(
+        (span.start, span.end, frozenset(content_terms(text[span.start : span.end])))
+        for span in split_sentences(text)
+    )
 
 
 def score_candidates(
@@ -135,7 +150,7 @@ def score_candidates(
     for i, c in enumerate(scored[:TYPED_CANDIDATES]):
         typed = any(
             matches(wanted, s.type) and not _in_question(s.text, q_words)
-            for s in typed_spans(c.text, wanted)
+            for s in _typed_spans(c.text, wanted)
         )
         if typed:
             bonus = w.answer_type / scale
@@ -153,16 +168,29 @@ def question_terms(question: str, candidates: Sequence[Candidate]) -> set[str]:
     unknown = {t for t in terms - known if len(t) >= MIN_TYPO_LENGTH}
     if not unknown:
         return terms
-    near: dict[str, set[str]] = {}
-    for k in known:
-        if len(k) >= MIN_TYPO_LENGTH - 1:
-            for d in deletions(k):
-                near.setdefault(d, set()).add(k)
+    indexes = [_near_terms(text) for text in dict.fromkeys(c.passage.text for c in candidates)]
     out = terms - unknown
     for t in unknown:
-        found = {k for d in deletions(t) for k in near.get(d, ())}
+        found = {k for index in indexes for d in deletions(t) for k in index.get(d, ())}
         out.add(found.pop() if len(found) == 1 else t)
     return out
+
+
+@lru_cache(maxsize=ANALYSIS_CACHE_SIZE)
+def _near_terms(passage: str) -> dict[str, frozenset[str]]:
+    """The passage's terms long enough to be corrected to, by each of their `deletions`."""
+    near: dict[str, set[str]] = {}
+    for _, _, terms in passage_sentences(passage):
+        for k in terms:
+            if len(k) >= MIN_TYPO_LENGTH - 1:
+                for d in deletions(k):
+                    near.setdefault(d, set()).add(k)
+    return {d: frozenset(ks) for d, ks in near.items()}
+
+
+@lru_cache(maxsize=ANALYSIS_CACHE_SIZE)
+def _typed_spans(sentence: str, wanted: str | None) -> tuple[TypedSpan, ...]:
+    return tuple(typed_spans(sentence, wanted))
 
 
 def confidence_score(dense: float, coverage: float) -> float:
@@ -186,7 +214,9 @@ def short_answer(question: str, sentence: str) -> str | None:
     q_words = set(words(question))
     allowed = {NUMBER, QUANTITY} if wanted == NUMBER else {wanted}
     spans = [
-        s for s in typed_spans(sentence) if s.type in allowed and not _in_question(s.text, q_words)
+        s
+        for s in _typed_spans(sentence, None)
+        if s.type in allowed and not _in_question(s.text, q_words)
     ]
     if len(spans) > 1 and wanted == NUMBER:
         # "How many miles ...": the one span followed by the counted word

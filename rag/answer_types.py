@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 DATE = "date"
 NUMBER = "number"
@@ -103,6 +104,7 @@ class TypedSpan:
     type: str
 
 
+@lru_cache(maxsize=1024)  # asked three times per answer
 def expected_type(question: str) -> str | None:
     """The type of answer a question asks for, or None when it is not a typed factoid
     question (why, how, what-is descriptions, ...)."""

@@ -5,10 +5,11 @@ typos). Real model, real index."""
 import pytest
 
 from index import Document
-from rag.answer import short_answer
+from rag.answer import question_terms, sentence_candidates, short_answer
 from rag.answer_types import DATE, MONEY, NAME, NUMBER, PERCENT, PLACE, expected_type, typed_spans
 from rag.engine import Engine
 from rag.indexing import build_index
+from rag.models import Passage
 from rag.retrieval import corrected_query
 from tests.conftest import UZBEK_DOC
 
@@ -158,3 +159,30 @@ def test_misspelt_question_is_answered_from_the_right_article(engine):
     assert r.answerable
     assert r.citations[0].doc_id == UZBEK_DOC
     assert "Chirchik" in r.citations[0].quote
+
+
+def _passage(text: str, doc_id: str = "d", rank: int = 1) -> Passage:
+    return Passage(
+        rank=rank,
+        chunk_id=f"{doc_id}:0",
+        doc_id=doc_id,
+        title="t",
+        start=0,
+        end=len(text),
+        text=text,
+        score=0.5,
+    )
+
+
+def test_misspelt_question_terms_are_corrected_to_one_candidate_term_only():
+    one = sentence_candidates([_passage("The Chirchik center targets tungsten.")])
+    assert "chirchik" in question_terms("What does the chirchk center target?", one)
+    # two candidate terms one edit away: ambiguous, the question's word is kept
+    two = sentence_candidates(
+        [_passage("Exports of tungsten rose."), _passage("Tungstex was named.", doc_id="e")]
+    )
+    terms = question_terms("How much tungstem is exported?", two)
+    assert "tungstem" in terms and not {"tungsten", "tungstex"} & terms
+    # the analysis of a passage is kept between questions, and answers stay the same
+    again = sentence_candidates([_passage("The Chirchik center targets tungsten.")])
+    assert [(c.start, c.end, c.terms) for c in again] == [(c.start, c.end, c.terms) for c in one]
