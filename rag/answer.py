@@ -56,7 +56,9 @@ NEAR_DUPLICATE = 0.6
 # Passages, sentences and terms whose analysis is kept between questions: a corpus's popular
 # passages come back question after question, and splitting and stemming them again was half
 # the CPU time of an answer.
-ANALYSIS_CACHE_SIZE = 8192
+ANALYSIS_CACHE_SIZE = 2048  # passages of ~10-20 kB analysed: at most ~40 MB
+# The typo index of a passage is bigger (every term's deletions, ~100 kB): fewer are kept.
+TYPO_INDEX_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +178,7 @@ def question_terms(question: str, candidates: Sequence[Candidate]) -> set[str]:
     return out
 
 
-@lru_cache(maxsize=ANALYSIS_CACHE_SIZE)
+@lru_cache(maxsize=TYPO_INDEX_CACHE_SIZE)
 def _near_terms(passage: str) -> dict[str, frozenset[str]]:
     """The passage's terms long enough to be corrected to, by each of their `deletions`."""
     near: dict[str, set[str]] = {}
