@@ -124,21 +124,41 @@ def commit(root: Path, tmp_dir: Path, number: int) -> Path:
 
 def clean_leftovers(root: Path) -> None:
     """Remove what a crashed writer left: temporary directories and pointer files, and a
-    generation newer than the live one (renamed into place, never made live).
+    generation newer than the live one that was put in place after CURRENT was last written
+    (renamed into place, never made live). A newer generation put in place before it was
+    once live, and CURRENT was pointed back by hand: it is kept (a rollback loses nothing).
     Call it holding the writer lock."""
     if not root.is_dir():
         return
     live = current(root)
     live_number = generation_number(live) if live is not None else None
+    pointer_written = _mtime_ns(root / POINTER)
     for p in root.iterdir():
         number = generation_number(p) if p.is_dir() else None
-        orphan = number is not None and live_number is not None and number > live_number
+        orphan = (
+            number is not None
+            and live_number is not None
+            and number > live_number
+            and _ctime_ns(p) >= pointer_written
+        )
         if orphan or p.name.startswith(".tmp-") or p.name.startswith(f".{POINTER}.tmp-"):
             logger.info("removing leftover %s from an interrupted write", p)
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def _ctime_ns(path: Path) -> int:
+    """When `path` was renamed into place (a rename changes the inode's ctime)."""
+    return path.stat().st_ctime_ns
 
 
 def clean_leftovers_if_idle(root: Path) -> bool:

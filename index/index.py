@@ -93,9 +93,14 @@ class Index:
         candidates = generations.list_generations(root)
         if live is None and not candidates:
             raise IndexNotFound(f"no index at {root}: build one with `rag index`")
-        ordered = ([live] if live is not None else []) + [
-            p for p in candidates if live is None or p.name != live.name
-        ]
+        live_number = generations.generation_number(live) if live is not None else None
+        # the live one, then older ones newest first; newer ones (rolled back from) last
+        ordered = ([live] if live is not None else []) + sorted(
+            (p for p in candidates if live is None or p.name != live.name),
+            key=lambda p: (
+                live_number is not None and (generations.generation_number(p) or 0) > live_number
+            ),
+        )
         first_error: IndexCorrupt | None = None
         for path in ordered:
             try:

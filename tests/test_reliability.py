@@ -111,6 +111,32 @@ def test_ids_stay_stable_after_a_deletion(bundled_documents, embedder, fresh_set
         assert best.chunk.id == chunk.id
 
 
+def test_a_generation_rolled_back_from_by_hand_is_kept_and_served_last(
+    bundled_documents, embedder, fresh_settings
+):
+    """An operator points CURRENT back at an earlier generation: the newer one is not a
+    crashed write's leftover, so start-up and the next write keep it; and when the live one
+    is unusable, an older generation serves before the one rolled back from."""
+    from index import generations
+
+    root = fresh_settings.index_path
+    built = [build_index(fresh_settings, embedder, bundled_documents[:n])[0] for n in (2, 3, 4)]
+    first, second, third = (b.generation for b in built)
+    time.sleep(0.01)
+    (root / "CURRENT").write_text(generations.generation_name(second) + "\n")  # the rollback
+
+    assert generations.clean_leftovers_if_idle(root) is True
+    assert built[2].path.exists()
+    assert Index.load(root).generation == second
+
+    (built[1].path / "vectors.faiss").write_bytes(b"corrupt")
+    assert Index.load(root).generation == first  # not the generation rolled back from
+
+    fourth, _ = build_index(fresh_settings, embedder, bundled_documents[:5])
+    assert Index.load(root).generation == fourth.generation > third
+    assert built[2].path.exists()
+
+
 def test_leftovers_of_a_crashed_write_are_cleaned_at_start_unless_a_writer_works(
     bundled_documents, embedder, fresh_settings
 ):
