@@ -91,9 +91,15 @@ class FaissBuilder:
 
     kind = "faiss"
 
-    def __init__(self, dimension: int, index_type: str = "auto"):
+    def __init__(
+        self,
+        dimension: int,
+        index_type: str = "auto",
+        recall_target: float = faiss_vectors.CALIBRATION_TARGET,
+    ):
         self.dimension = dimension
         self.index_type = index_type
+        self.recall_target = recall_target
         self._ids: list[np.ndarray] = []
         self._vectors: list[np.ndarray] = []
 
@@ -117,4 +123,6 @@ class FaissBuilder:
         if len(np.unique(ids)) != len(ids):
             raise ValueError("duplicate chunk ids")
         self._ids, self._vectors = [], []
-        return FaissStore(faiss_vectors.build(vecs, ids, self.index_type))
+        return FaissStore(
+            faiss_vectors.build(vecs, ids, self.index_type, recall_target=self.recall_target)
+        )

@@ -24,6 +24,7 @@ from index.manifest import FORMAT_VERSION, MANIFEST_NAME, FileEntry, Manifest, r
 from index.records import Chunk, Document
 from index.store import ChunkStore, StoreWriter
 from index.vector_store import STORE_KINDS, ChunkFilter, Entry, VectorStore
+from index.vectors import CALIBRATION_TARGET
 
 logger = logging.getLogger(__name__)
 
@@ -321,6 +322,7 @@ class StoreConfig:
 
     kind: str = "faiss"
     index_type: str = "auto"
+    recall_target: float = CALIBRATION_TARGET  # of an approximate FAISS index (efSearch, nprobe)
     milvus_uri: str | None = None
     milvus_collection: str = "rag_chunks"
 
@@ -391,7 +393,9 @@ class IndexWriter:
                     index_type=self.config.index_type,
                 )
             else:
-                self._builder = FaissBuilder(self.dimension, self.config.index_type)
+                self._builder = FaissBuilder(
+                    self.dimension, self.config.index_type, self.config.recall_target
+                )
         except BaseException:
             self._cleanup()
             raise

@@ -107,12 +107,15 @@ def build(
     ids: np.ndarray,
     index_type: str = "flat",
     params: Mapping[str, int] | None = None,
+    *,
+    recall_target: float = CALIBRATION_TARGET,
 ) -> faiss.Index:
     """An inner-product index over normalised `vectors` (n, d) with the given int64 `ids`.
 
     `index_type` is "flat", "hnsw", "ivf" or "auto" (chosen by size, see `choose`);
     `params` overrides the chosen parameters (M, efConstruction, nlist) and, if given, the
-    calibrated ones (efSearch, nprobe). `describe(index)` says what was built."""
+    calibrated ones (efSearch, nprobe), which otherwise reach `recall_target` (recall@10
+    against exact search, see `calibrate`). `describe(index)` says what was built."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2:
         raise ValueError(f"vectors must be 2-D, got shape {vectors.shape}")
@@ -139,10 +142,13 @@ def build(
     inner.this.disown()
     if n:
         index.add_with_ids(vectors, ids)
-    if spec.kind == "hnsw":
-        inner.hnsw.efSearch = values.get("efSearch") or calibrate(index, vectors, ids)
-    elif spec.kind == "ivf":
-        inner.nprobe = values.get("nprobe") or calibrate(index, vectors, ids)
+    if spec.kind in ("hnsw", "ivf"):
+        search = "efSearch" if spec.kind == "hnsw" else "nprobe"
+        value = values.get(search) or calibrate(index, vectors, ids, recall_target)
+        if spec.kind == "hnsw":
+            inner.hnsw.efSearch = value
+        else:
+            inner.nprobe = value
     return index
 
 

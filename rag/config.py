@@ -47,6 +47,15 @@ class Settings(BaseSettings):
         description="Vector index: flat (exact), hnsw or ivf (approximate), or auto: exact up "
         "to 20,000 chunks, HNSW above (recall@10 >= 0.95 against exact; see README, Benchmark).",
     )
+    ann_recall_target: float = Field(
+        default=0.98,
+        gt=0.0,
+        le=1.0,
+        description="Recall@10 against exact search that an approximate index's search setting "
+        "(HNSW efSearch, IVF nprobe) is calibrated to when built, on its own chunks as queries. "
+        "Questions come out about 0.02 lower; lower it to trade recall for speed (1M vectors: "
+        "0.98 -> efSearch 768, 0.96 -> 512; see README, Benchmark).",
+    )
     retrieval_mode: Literal["dense", "bm25", "hybrid"] = Field(
         default="hybrid", description="Retrieval: dense (embeddings), bm25 (words) or hybrid."
     )

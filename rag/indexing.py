@@ -77,6 +77,7 @@ def store_config(settings: Settings, base: Index | None = None) -> StoreConfig:
     return StoreConfig(
         kind=kind,
         index_type=settings.index_type,
+        recall_target=settings.ann_recall_target,
         milvus_uri=uri,
         milvus_collection=settings.milvus_collection,
     )

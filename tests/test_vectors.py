@@ -75,6 +75,21 @@ def test_calibration_holds_on_other_data(kind, seed):
     assert recall(found, exact) >= vectors.RECALL_TARGET
 
 
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_recall_target_sets_the_calibrated_search_effort(kind):
+    """RAG_ANN_RECALL_TARGET reaches the calibration: a lower target, less search effort."""
+    from rag.config import Settings
+    from rag.indexing import store_config
+
+    x = synthetic(4000, seed=3)
+    ids = np.arange(len(x), dtype=np.int64) + 1
+    key = "efSearch" if kind == "hnsw" else "nprobe"
+    low = vectors.describe(vectors.build(x, ids, kind, recall_target=0.5)).params[key]
+    high = vectors.describe(vectors.build(x, ids, kind, recall_target=0.999)).params[key]
+    assert low < high
+    assert store_config(Settings(ann_recall_target=0.9)).recall_target == 0.9
+
+
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_ids_are_the_given_63_bit_ids(built, data, kind):
     xb, _, ids = data
