@@ -625,3 +625,35 @@ def test_the_benchmark_fixed_rate_load_counts_every_request_and_cpu(servers):
     r = bench.run_async(bench.fixed_rate(dead, questions, 20.0, 0.5, 2, [0]))
     assert r["completed"] == 0 and r["errors"] == r["scheduled"] == 10
     assert r["server_cpu_ms_per_request"] is None
+
+
+def test_handlers_run_in_a_worker_thread_with_the_request_context():
+    import asyncio
+    import contextvars
+
+    from api.concurrency import run_in_thread
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    finished = threading.Event()
+
+    def work(x: int) -> tuple[str, str, int]:
+        return var.get(), threading.current_thread().name, x * 2
+
+    def slow() -> None:
+        time.sleep(0.3)
+        finished.set()
+
+    async def main() -> tuple[str, str, int]:
+        var.set("request-7")
+        got = await run_in_thread(work, 21)
+        task = asyncio.ensure_future(run_in_thread(slow))
+        await asyncio.sleep(0.05)
+        task.cancel()  # the awaiting request goes; the started call finishes
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return got
+
+    value, thread, doubled = asyncio.run(main())
+    assert value == "request-7" and doubled == 42
+    assert thread.startswith("rag-request") and thread != threading.current_thread().name
+    assert finished.wait(5)
