@@ -928,7 +928,8 @@ class HttpConnection(asyncio.Protocol):
 
     async def post_json(self, path: str, payload: bytes, timeout: float) -> tuple[int, bytes]:
         """POST `payload` (JSON) to `path`: (status, body)."""
-        assert self.transport is not None
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise ConnectionError("the connection is closed")
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(
             b"POST %s HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
@@ -954,10 +955,23 @@ class HttpClient:
         self.idle: list[HttpConnection] = []
 
     async def post_json(self, path: str, body: Any) -> tuple[int, bytes]:
-        """(status, body); raises OSError or TimeoutError when the exchange fails."""
-        conn = self.idle.pop() if self.idle else await HttpConnection.open(self.host, self.port)
+        """(status, body); raises OSError or TimeoutError when the exchange fails. A kept-alive
+        connection the server has closed meanwhile (uvicorn closes idle ones after 5 s) is
+        replaced by a new one, as browsers and httpx do."""
+        payload = json.dumps(body).encode()
+        while self.idle and self.idle[-1].closed:
+            self.idle.pop()
+        reused = bool(self.idle)
+        conn = self.idle.pop() if reused else await HttpConnection.open(self.host, self.port)
         try:
-            result = await conn.post_json(path, json.dumps(body).encode(), self.timeout)
+            try:
+                result = await conn.post_json(path, payload, self.timeout)
+            except ConnectionError:
+                if not reused or conn.buffer:
+                    raise
+                conn.close()  # closed by the server before it answered: once more, afresh
+                conn = await HttpConnection.open(self.host, self.port)
+                result = await conn.post_json(path, payload, self.timeout)
         except BaseException:
             conn.close()
             raise

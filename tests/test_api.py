@@ -594,6 +594,9 @@ def test_the_benchmark_load_generator_reads_what_httpx_reads(servers):
             out.append(await client.post_json("/ask", {"question": ""}))
             out.append(await client.post_json("/search", {"query": "rare metals", "k": 2}))
             assert len(client.idle) == 1
+            client.idle[0].transport.close()  # as when the server drops an idle connection
+            status, _ = await client.post_json("/search", {"query": "rare metals", "k": 2})
+            assert status == 200 and len(client.idle) == 1 and not client.idle[0].closed
             return out
         finally:
             client.close()
