@@ -320,7 +320,8 @@ def server(
     workers: int = 1,
     env: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, float]]:
-    """Start `rag serve` on 127.0.0.1 and yield (base url, seconds until /ready said 200)."""
+    """Start `rag serve` on 127.0.0.1 and yield (base url, seconds until /ready said 200,
+    the server's process id)."""
     import httpx
 
     port = free_port()
@@ -367,7 +368,7 @@ def server(
                     time.sleep(0.01)
             if ready is None:
                 raise RuntimeError(f"rag serve was not ready after {timeout} s; see {log}")
-            yield url, ready
+            yield url, ready, proc.pid
         finally:
             proc.terminate()
             try:
@@ -464,7 +465,7 @@ class Bench:
         if serve_help_works():
             ready, reported = [], []
             for _ in range(runs):
-                with server(index, self.workdir / "serve-cold.log") as (url, seconds):
+                with server(index, self.workdir / "serve-cold.log") as (url, seconds, _):
                     ready.append(round(seconds, 3))
                     reported.append(load_metrics(url))
             out["serve_ready_s"] = ready
@@ -632,20 +633,22 @@ class Bench:
         env = {"RAG_QUERY_BATCHING": "1" if batching else "0"}
         label = f"batching {'on' if batching else 'off'}"
         log = self.workdir / "serve-http.log"
-        with server(index, log, workers=workers, env=env) as (url, _):
-            serial = self._serial(url, questions, repeats=1 if self.quick else 3)
+        with server(index, log, workers=workers, env=env) as (url, _, pid):
+            serial = run_async(serial_asks(url, questions, 1 if self.quick else 3, pid))
             step = 10.0 if self.quick else 15.0
             duration = self.args.http_seconds or (15.0 if self.quick else 30.0)
             ramp: list[dict[str, Any]] = []
             counter = [1_000_000 * (2 if batching else 1)]
 
             def attempt(rate: float, seconds: float = step) -> dict[str, Any]:
-                r = asyncio.run(fixed_rate(url, questions, rate, seconds, CLIENTS, counter))
+                r = run_async(fixed_rate(url, questions, rate, seconds, CLIENTS, counter, pid))
                 ramp.append(r)
                 print(
                     f"  {label}: {rate:6.2f} req/s offered for {seconds:.0f} s -> "
                     f"{r['achieved_rps']:6.2f} done, {r['errors']} errors, "
-                    f"p50 {r['latency_ms']['p50']:.0f} ms, p99 {r['latency_ms']['p99']:.0f} ms",
+                    f"p50 {r['latency_ms']['p50']:.0f} ms, p99 {r['latency_ms']['p99']:.0f} ms; "
+                    f"CPU ms a request: server {r['server_cpu_ms_per_request']}, "
+                    f"client {r['client_cpu_ms_per_request']}; load {r['load_average'][0]}",
                     flush=True,
                 )
                 return r
@@ -695,6 +698,9 @@ class Bench:
                 serial["latency_ms"]["p99"],
                 serial["achieved_rps"],
                 serial["errors"],
+                serial["server_cpu_ms_per_request"],
+                serial["client_cpu_ms_per_request"],
+                None,
             ]
         ]
         if sustained_run:
@@ -708,12 +714,26 @@ class Bench:
                     s["latency_ms"]["p99"],
                     s["achieved_rps"],
                     s["errors"],
+                    s["server_cpu_ms_per_request"],
+                    s["client_cpu_ms_per_request"],
+                    s["client_cpu_share"],
                 ]
             )
         table(
             f"HTTP POST /ask on 127.0.0.1, `rag serve --workers {workers}`, {backend()} backend, "
             f"{label} (distinct questions: cold query cache), ms",
-            ["load", "requests", "p50", "p95", "p99", "req/s", "errors"],
+            [
+                "load",
+                "requests",
+                "p50",
+                "p95",
+                "p99",
+                "req/s",
+                "errors",
+                "server CPU ms/req",
+                "client CPU ms/req",
+                "client CPU share",
+            ],
             rows,
         )
         print(
@@ -721,34 +741,6 @@ class Bench:
             f"{result['max_rate_sustained_rps']} req/s; server batches: {server_stats}"
         )
         return result
-
-    def _serial(self, url: str, questions: list[str], repeats: int) -> dict[str, Any]:
-        import httpx
-
-        latencies, server_ms = [], []
-        n = errors = 0
-        with httpx.Client(base_url=url, timeout=30.0) as client:
-            for q in questions[:5]:
-                client.post("/ask", json={"question": q})
-            started = time.perf_counter()
-            for _ in range(repeats):
-                for q in questions:
-                    n += 1
-                    t = time.perf_counter()
-                    r = client.post("/ask", json={"question": case_variant(q, n)})
-                    latencies.append((time.perf_counter() - t) * 1000)
-                    if r.status_code != 200:
-                        errors += 1
-                        continue
-                    server_ms.append(r.json()["timings_ms"]["total"])
-            elapsed = time.perf_counter() - started
-        return {
-            "n": n,
-            "latency_ms": percentiles(latencies),
-            "server_total_ms": percentiles(server_ms),
-            "achieved_rps": round(n / elapsed, 2),
-            "errors": errors,
-        }
 
     # -- synthetic vector search
     def scaling(self) -> None:
@@ -883,6 +875,201 @@ def sustained(r: dict[str, Any]) -> bool:
     )
 
 
+class HttpConnection(asyncio.Protocol):
+    """A lean HTTP/1.1 keep-alive connection for the load generator: one request at a time,
+    responses with a Content-Length (what uvicorn sends for JSON). The generator shares
+    the CPUs with the server it measures, and httpx's AsyncClient cost about 2 ms of CPU a
+    request (0.3 of a core at 150 req/s); this costs a tenth of that."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.closed = False
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> HttpConnection:
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(cls, host, port)
+        return conn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a uvloop or asyncio Transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc or ConnectionError("the server closed the connection"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0 or self.waiter is None or self.waiter.done():
+            return
+        head = bytes(self.buffer[:end]).lower()
+        length = None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding" or (name == b"connection" and b"close" in value):
+                self.closed = True  # not kept alive; chunked bodies are not read either
+        if length is None:
+            self.waiter.set_exception(ConnectionError("a response without Content-Length"))
+            return
+        if len(self.buffer) < end + 4 + length:
+            return
+        body = bytes(self.buffer[end + 4 : end + 4 + length])
+        del self.buffer[: end + 4 + length]
+        self.waiter.set_result((int(head[9:12]), body))
+
+    async def post_json(self, path: str, payload: bytes, timeout: float) -> tuple[int, bytes]:
+        """POST `payload` (JSON) to `path`: (status, body)."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise ConnectionError("the connection is closed")
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(
+            b"POST %s HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (path.encode(), len(payload), payload)
+        )
+        async with asyncio.timeout(timeout):
+            return await self.waiter
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class HttpClient:
+    """Keeps one `HttpConnection` per concurrent caller (`clients` at most) to `url`."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        address = url.removeprefix("http://").rstrip("/")
+        host, _, port = address.partition(":")
+        self.host, self.port = host, int(port or 80)
+        self.timeout = timeout
+        self.idle: list[HttpConnection] = []
+
+    async def post_json(self, path: str, body: Any) -> tuple[int, bytes]:
+        """(status, body); raises OSError or TimeoutError when the exchange fails. A kept-alive
+        connection the server has closed meanwhile (uvicorn closes idle ones after 5 s) is
+        replaced by a new one, as browsers and httpx do."""
+        payload = json.dumps(body).encode()
+        while self.idle and self.idle[-1].closed:
+            self.idle.pop()
+        reused = bool(self.idle)
+        conn = self.idle.pop() if reused else await HttpConnection.open(self.host, self.port)
+        try:
+            try:
+                result = await conn.post_json(path, payload, self.timeout)
+            except ConnectionError:
+                if not reused or conn.buffer:
+                    raise
+                conn.close()  # closed by the server before it answered: once more, afresh
+                conn = await HttpConnection.open(self.host, self.port)
+                result = await conn.post_json(path, payload, self.timeout)
+        except BaseException:
+            conn.close()
+            raise
+        if conn.closed:
+            conn.close()
+        else:
+            self.idle.append(conn)
+        return result
+
+    def close(self) -> None:
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
+
+
+def run_async(coro: Any) -> Any:
+    """Run `coro` on uvloop when it is installed (cheaper for the load generator), else on
+    asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time of process `pid` and its children (the server's workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    with contextlib.suppress(OSError, ValueError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children = (task / "children").read_text().split()
+            pids += [int(child) for child in children]
+    total = 0.0
+    for p in dict.fromkeys(pids):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            if p == pid:
+                return None
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+async def serial_asks(
+    url: str, questions: list[str], repeats: int, server_pid: int | None = None
+) -> dict[str, Any]:
+    """One client asking every question `repeats` times, one after another."""
+    latencies, server_ms = [], []
+    n = errors = 0
+    client = HttpClient(url, timeout=30.0)
+    try:
+        for q in questions[:5]:
+            await client.post_json("/ask", {"question": q})
+        cpu_before = cpu_seconds()
+        server_before = process_tree_cpu_seconds(server_pid) if server_pid else None
+        started = time.perf_counter()
+        for _ in range(repeats):
+            for q in questions:
+                n += 1
+                t = time.perf_counter()
+                status, body = await client.post_json("/ask", {"question": case_variant(q, n)})
+                latencies.append((time.perf_counter() - t) * 1000)
+                if status != 200:
+                    errors += 1
+                    continue
+                server_ms.append(json.loads(body)["timings_ms"]["total"])
+        elapsed = time.perf_counter() - started
+        client_cpu = cpu_seconds() - cpu_before
+        server_after = process_tree_cpu_seconds(server_pid) if server_pid else None
+    finally:
+        client.close()
+    server_cpu = (
+        server_after - server_before
+        if server_after is not None and server_before is not None
+        else None
+    )
+    return {
+        "n": n,
+        "latency_ms": percentiles(latencies),
+        "server_total_ms": percentiles(server_ms),
+        "achieved_rps": round(n / elapsed, 2),
+        "errors": errors,
+        "client_cpu_ms_per_request": round(client_cpu * 1000 / n, 3),
+        "server_cpu_ms_per_request": (
+            round(server_cpu * 1000 / n, 3) if server_cpu is not None else None
+        ),
+    }
+
+
 async def fixed_rate(
     url: str,
     questions: list[str],
@@ -890,50 +1077,65 @@ async def fixed_rate(
     seconds: float,
     clients: int,
     counter: list[int],
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     """An open-loop load at a fixed arrival rate: request i is due at start + i / rate and is
     sent by the first of `clients` connections that is free. Latency runs from the due time,
     not the send time, so a slow server is not hidden by requests that wait to be sent
-    (coordinated omission). Requests still queued at the end count as not completed."""
-    import httpx
+    (coordinated omission). Requests still queued at the end count as not completed.
 
+    CPU: this process's (the load generator's) and, with `server_pid`, the server's, per
+    completed request and as a share of the machine's cores over the run."""
     total = int(rate * seconds)
     latencies: list[float] = []
     errors = 0
     next_i = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=10.0, limits=limits) as client:
-        loop = asyncio.get_running_loop()
-        start = loop.time() + 0.1
-        deadline = start + seconds + 10.0  # let the last requests finish
+    client = HttpClient(url, timeout=10.0)
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.1
+    deadline = start + seconds + 10.0  # let the last requests finish
+    cpu_before = cpu_seconds()
+    server_before = process_tree_cpu_seconds(server_pid) if server_pid else None
 
-        async def worker() -> None:
-            nonlocal next_i, errors
-            while True:
-                i = next_i
-                if i >= total:
-                    return
-                next_i += 1
-                due = start + i / rate
-                delay = due - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if loop.time() > deadline:
-                    return
-                counter[0] += 1
-                question = case_variant(questions[i % len(questions)], counter[0])
-                try:
-                    r = await client.post("/ask", json={"question": question})
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies.append((loop.time() - due) * 1000)
-                else:
-                    errors += 1
+    async def worker() -> None:
+        nonlocal next_i, errors
+        while True:
+            i = next_i
+            if i >= total:
+                return
+            next_i += 1
+            due = start + i / rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if loop.time() > deadline:
+                return
+            counter[0] += 1
+            question = case_variant(questions[i % len(questions)], counter[0])
+            try:
+                status, _ = await client.post_json("/ask", {"question": question})
+                ok = status == 200
+            except (OSError, TimeoutError):
+                ok = False
+            if ok:
+                latencies.append((loop.time() - due) * 1000)
+            else:
+                errors += 1
 
+    try:
         await asyncio.gather(*(worker() for _ in range(clients)))
-        elapsed = max(loop.time() - start, seconds)
+    finally:
+        client.close()
+    elapsed = max(loop.time() - start, seconds)
+    cores = os.cpu_count() or 1
+    client_cpu = cpu_seconds() - cpu_before
+    server_after = process_tree_cpu_seconds(server_pid) if server_pid else None
+    server_cpu = (
+        server_after - server_before
+        if server_after is not None and server_before is not None
+        else None
+    )
+    done = max(1, len(latencies))
     return {
         "offered_rps": round(rate, 2),
         "seconds": seconds,
@@ -942,6 +1144,15 @@ async def fixed_rate(
         "errors": errors,
         "achieved_rps": round(len(latencies) / elapsed, 2),
         "latency_ms": percentiles(latencies, (50, 95, 99)),
+        "client_cpu_ms_per_request": round(client_cpu * 1000 / done, 3),
+        "client_cpu_share": round(client_cpu / (elapsed * cores), 3),
+        "server_cpu_ms_per_request": (
+            round(server_cpu * 1000 / done, 3) if server_cpu is not None else None
+        ),
+        "server_cpu_share": (
+            round(server_cpu / (elapsed * cores), 3) if server_cpu is not None else None
+        ),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 

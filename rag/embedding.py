@@ -76,11 +76,13 @@ class Embedder:
         threads: int | None = None,
         backend: str = "torch",
         cache_dir: Path | None = None,
+        query_backend: str | None = None,
     ):
         self.name = canonical_model_name(name)
         self.batch_size = batch_size
         self.cache_size = cache_size
         self.backend = backend
+        self.query_backend = query_backend or backend
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._batcher: QueryBatcher | None = None
@@ -108,13 +110,27 @@ class Embedder:
             self.max_seq_length = self._onnx.max_seq_length
         else:
             raise ValueError(f"unknown embedding backend {backend!r}: use torch, onnx or onnx-int8")
+        # Questions on another backend (e.g. int8): the same model, so the vectors stay
+        # comparable with the index's; documents and citation checks keep `backend`.
+        self._queries: Embedder | None = None
+        if self.query_backend != backend:
+            self._queries = Embedder(
+                name,
+                device=device,
+                batch_size=batch_size,
+                cache_size=0,
+                threads=threads,
+                backend=self.query_backend,
+                cache_dir=cache_dir,
+            )
 
     @classmethod
     def from_settings(
         cls, settings: Settings, name: str | None = None, *, queries: bool = False
     ) -> Embedder:
         """The embedder `settings` describe, for `name` (default: settings.model). `queries`:
-        one thread per call (settings.torch_threads), for serving concurrent questions."""
+        for answering questions: one thread per call (settings.torch_threads), for serving
+        concurrent questions, and questions on settings.query_embedding_backend."""
         return cls(
             name if name is not None else settings.model,
             device=settings.device,
@@ -122,6 +138,7 @@ class Embedder:
             threads=settings.torch_threads if queries else None,
             backend=settings.embedding_backend,
             cache_dir=settings.model_cache_dir,
+            query_backend=settings.query_embedding_backend if queries else None,
         )
 
     def encode(self, texts: Sequence[str], *, progress: bool | None = None) -> np.ndarray:
@@ -154,16 +171,17 @@ class Embedder:
                 self._cache.move_to_end(text)
                 return cached
         batcher = self._batcher
-        if batcher is not None:
-            vector = batcher.encode(text)
-        else:
-            vector = self.encode([text], progress=False)[0]
+        vector = batcher.encode(text) if batcher is not None else self.encode_queries([text])[0]
         vector.setflags(write=False)
         with self._cache_lock:
             self._cache[text] = vector
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return vector
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed questions, uncached, on the query backend (see `query_backend`)."""
+        return (self._queries or self).encode(texts, progress=False)
 
     def start_batching(
         self, *, max_batch: int = 32, max_wait_ms: float = 2.0, workers: int = 1
@@ -173,7 +191,7 @@ class Embedder:
 
         self.stop_batching()
         self._batcher = QueryBatcher(
-            lambda texts: self.encode(texts, progress=False),
+            self.encode_queries,
             max_batch=max_batch,
             max_wait_ms=max_wait_ms,
             workers=workers,

@@ -557,3 +557,106 @@ def test_an_unexpected_error_is_a_json_500_without_a_traceback(tmp_path):
     r = asyncio.run(call())
     assert_error(r, 500, "internal_error")
     assert "secret internals" not in r.text and "RuntimeError" not in r.text
+
+
+def test_ask_and_search_bodies_are_their_documented_models(api):
+    # The handlers send the engine's models as JSON themselves (no second validation).
+    from rag.models import AskResponse, SearchResponse
+
+    r = api.post("/ask", json={"question": CHIRCHIK, "k": 3})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    answer = AskResponse.model_validate_json(r.content)
+    assert answer.answerable and answer.citations and len(answer.passages) == 3
+    assert r.headers["content-length"] == str(len(r.content))
+    r = api.post("/search", json={"query": "rare metals", "k": 2})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert len(SearchResponse.model_validate_json(r.content).passages) == 2
+
+
+def _bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench", PROJECT_ROOT / "eval" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_load_generator_reads_what_httpx_reads(servers):
+    bench = _bench_module()
+
+    async def exchange() -> list[tuple[int, bytes]]:
+        client = bench.HttpClient(servers.api.url)
+        try:
+            out = [await client.post_json("/ask", {"question": CHIRCHIK})]
+            assert len(client.idle) == 1  # kept alive and reused
+            out.append(await client.post_json("/ask", {"question": ""}))
+            out.append(await client.post_json("/search", {"query": "rare metals", "k": 2}))
+            assert len(client.idle) == 1
+            client.idle[0].transport.close()  # as when the server drops an idle connection
+            status, _ = await client.post_json("/search", {"query": "rare metals", "k": 2})
+            assert status == 200 and len(client.idle) == 1 and not client.idle[0].closed
+            return out
+        finally:
+            client.close()
+
+    (ok, ok_body), (bad, bad_body), (found, found_body) = bench.run_async(exchange())
+    with servers.api.client() as reference:
+        expected = reference.post("/ask", json={"question": CHIRCHIK}).json()
+        expected_search = reference.post("/search", json={"query": "rare metals", "k": 2}).json()
+    got = httpx.Response(ok, content=ok_body).json()
+    assert ok == 200 and got["answer"] == expected["answer"]
+    assert got["citations"] == expected["citations"]
+    assert bad == 422 and httpx.Response(bad, content=bad_body).json()["error"]["code"]
+    found_json = httpx.Response(found, content=found_body).json()
+    assert found == 200 and [p["chunk_id"] for p in found_json["passages"]] == [
+        p["chunk_id"] for p in expected_search["passages"]
+    ]
+
+
+def test_the_benchmark_fixed_rate_load_counts_every_request_and_cpu(servers):
+    bench = _bench_module()
+    questions = [CHIRCHIK, "What did Yoon sign in Kazakhstan?"]
+    pid = servers.api.process.pid
+    r = bench.run_async(bench.fixed_rate(servers.api.url, questions, 20.0, 1.0, 4, [0], pid))
+    assert r["scheduled"] == 20 and r["completed"] == 20 and r["errors"] == 0
+    assert r["client_cpu_ms_per_request"] > 0 and 0 < r["client_cpu_share"] < 1
+    assert r["server_cpu_ms_per_request"] > 0 and 0 < r["server_cpu_share"] <= 1
+    # a server that is gone: every request is an error, none hangs
+    dead = f"http://127.0.0.1:{_free_port()}"
+    r = bench.run_async(bench.fixed_rate(dead, questions, 20.0, 0.5, 2, [0]))
+    assert r["completed"] == 0 and r["errors"] == r["scheduled"] == 10
+    assert r["server_cpu_ms_per_request"] is None
+
+
+def test_handlers_run_in_a_worker_thread_with_the_request_context():
+    import asyncio
+    import contextvars
+
+    from api.concurrency import run_in_thread
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    finished = threading.Event()
+
+    def work(x: int) -> tuple[str, str, int]:
+        return var.get(), threading.current_thread().name, x * 2
+
+    def slow() -> None:
+        time.sleep(0.3)
+        finished.set()
+
+    async def main() -> tuple[str, str, int]:
+        var.set("request-7")
+        got = await run_in_thread(work, 21)
+        task = asyncio.ensure_future(run_in_thread(slow))
+        await asyncio.sleep(0.05)
+        task.cancel()  # the awaiting request goes; the started call finishes
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return got
+
+    value, thread, doubled = asyncio.run(main())
+    assert value == "request-7" and doubled == 42
+    assert thread.startswith("rag-request") and thread != threading.current_thread().name
+    assert finished.wait(5)

@@ -139,3 +139,37 @@ def test_unsupported_model_layouts_are_refused(tmp_path):
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="backend"):
         Embedder(backend="tensorrt")
+
+
+def test_questions_can_be_embedded_on_another_backend(
+    bundled_settings, onnx_cache, onnx_embedder, int8_embedder, sample_texts
+):
+    from rag.engine import Engine
+
+    settings = bundled_settings.model_copy(
+        update={
+            "embedding_backend": "onnx",
+            "query_embedding_backend": "onnx-int8",
+            "model_cache_dir": onnx_cache,
+        }
+    )
+    mixed = Embedder.from_settings(settings, queries=True)
+    assert (mixed.backend, mixed.query_backend) == ("onnx", "onnx-int8")
+    # documents (and citation checks) on the float model, questions on the int8 one
+    assert np.abs(mixed.encode(sample_texts) - onnx_embedder.encode(sample_texts)).max() < 1e-6
+    int8_vector = int8_embedder.encode([CHIRCHIK])[0]
+    assert np.abs(mixed.encode_query(CHIRCHIK) - int8_vector).max() < 1e-6
+    assert np.abs(int8_vector - onnx_embedder.encode([CHIRCHIK])[0]).max() > 1e-4  # it differs
+    mixed.start_batching(max_batch=4, max_wait_ms=1.0)
+    try:
+        batched = mixed.encode_query("Which metals does the Chirchik center look for?")
+    finally:
+        mixed.stop_batching()
+    expected = int8_embedder.encode(["Which metals does the Chirchik center look for?"])[0]
+    assert np.abs(batched - expected).max() < 1e-5
+    # not for building indexes, and unset means the same backend
+    assert Embedder.from_settings(settings).query_backend == "onnx"
+    plain = settings.model_copy(update={"query_embedding_backend": None})
+    assert Embedder.from_settings(plain, queries=True)._queries is None
+    answer = Engine.load(bundled_settings, embedder=mixed).ask(CHIRCHIK)
+    assert answer.answerable and answer.citations

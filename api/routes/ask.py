@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body
+from fastapi.responses import Response
+from pydantic import BaseModel
 
+from api.concurrency import run_in_thread
 from api.deps import EngineDep, ReadAccess
 from api.schemas import error_responses
 from rag.models import (
@@ -50,23 +53,43 @@ _SEARCH_EXAMPLES = {
 }
 
 
+def json_response(model: BaseModel) -> Response:
+    """`model` as JSON, serialised in the handler's worker thread. Returned as a Response, it
+    is sent as it is: FastAPI would otherwise validate the engine's model again (in a second
+    worker-thread hop) and then serialise it on the event loop. `response_model` still
+    documents the body."""
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
 @router.post("/ask", response_model=AskResponse, responses=_ERRORS)
-def ask(
+async def ask(
     request: Annotated[AskRequest, Body(openapi_examples=_ASK_EXAMPLES)], engine: EngineDep
-) -> AskResponse:
+) -> Response:
     """Answer a question from the index, citing the exact passages (character offsets into
     GET /documents/{doc_id}'s text) the answer rests on. `answerable` is false, with no answer,
     when the evidence is too weak."""
-    return engine.ask(request.question, k=request.k, filters=request.filters, mode=request.mode)
+
+    def answer() -> Response:
+        return json_response(
+            engine.ask(request.question, k=request.k, filters=request.filters, mode=request.mode)
+        )
+
+    return await run_in_thread(answer)
 
 
 @router.post("/search", response_model=SearchResponse, responses=_ERRORS)
-def search(
+async def search(
     request: Annotated[SearchRequest, Body(openapi_examples=_SEARCH_EXAMPLES)], engine: EngineDep
-) -> SearchResponse:
+) -> Response:
     """The ranked chunks retrieved for a query, with their scores, without composing an
     answer: the view for inspecting retrieval."""
-    return engine.search(request.question, k=request.k, filters=request.filters, mode=request.mode)
+
+    def found() -> Response:
+        return json_response(
+            engine.search(request.question, k=request.k, filters=request.filters, mode=request.mode)
+        )
+
+    return await run_in_thread(found)
 
 
 @router.post(
