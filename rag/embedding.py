@@ -130,7 +130,7 @@ class Embedder:
     ) -> Embedder:
         """The embedder `settings` describe, for `name` (default: settings.model). `queries`:
         for answering questions: one thread per call (settings.torch_threads), for serving
-        concurrent questions, and questions on settings.query_embedding_backend."""
+        concurrent questions, and questions on settings.query_backend."""
         return cls(
             name if name is not None else settings.model,
             device=settings.device,
@@ -138,7 +138,7 @@ class Embedder:
             threads=settings.torch_threads if queries else None,
             backend=settings.embedding_backend,
             cache_dir=settings.model_cache_dir,
-            query_backend=settings.query_embedding_backend if queries else None,
+            query_backend=settings.query_backend if queries else None,
         )
 
     def encode(self, texts: Sequence[str], *, progress: bool | None = None) -> np.ndarray:
@@ -179,9 +179,9 @@ class Embedder:
                 self._cache.popitem(last=False)
         return vector
 
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_queries(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         """Embed questions, uncached, on the query backend (see `query_backend`)."""
-        return (self._queries or self).encode(texts, progress=False)
+        return (self._queries or self).encode(texts, progress=progress)
 
     def start_batching(
         self, *, max_batch: int = 32, max_wait_ms: float = 2.0, workers: int = 1

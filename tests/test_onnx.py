@@ -167,9 +167,11 @@ def test_questions_can_be_embedded_on_another_backend(
         mixed.stop_batching()
     expected = int8_embedder.encode(["Which metals does the Chirchik center look for?"])[0]
     assert np.abs(batched - expected).max() < 1e-5
-    # not for building indexes, and unset means the same backend
+    # not for building indexes; auto means int8 questions for the onnx backend only
     assert Embedder.from_settings(settings).query_backend == "onnx"
-    plain = settings.model_copy(update={"query_embedding_backend": None})
-    assert Embedder.from_settings(plain, queries=True)._queries is None
+    auto = settings.model_copy(update={"query_embedding_backend": "auto"})
+    assert Embedder.from_settings(auto, queries=True).query_backend == "onnx-int8"
+    same = auto.model_copy(update={"embedding_backend": "onnx-int8"})
+    assert Embedder.from_settings(same, queries=True)._queries is None
     answer = Engine.load(bundled_settings, embedder=mixed).ask(CHIRCHIK)
     assert answer.answerable and answer.citations

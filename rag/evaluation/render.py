@@ -28,7 +28,9 @@ def header(report: EvalReport) -> str:
     lines = [
         f"{m.kind} evaluation: {m.dataset} (split {m.split}, {m.n_questions} questions)",
         f"index {m.index_path} ({state}; {m.n_documents} documents, {m.n_chunks} chunks)",
-        f"model {m.model}; chunk tokens/overlap {chunking}"
+        f"model {m.model}"
+        + (f" ({m.backends})" if m.backends else "")
+        + f"; chunk tokens/overlap {chunking}"
         + (f"; k {m.k}" if m.k is not None else "")
         + (f"; min_score {m.min_score:g}" if m.min_score is not None else ""),
     ]

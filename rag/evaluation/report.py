@@ -67,6 +67,9 @@ class EvalReport(BaseModel):
     n_documents: int
     n_chunks: int
     model: str
+    backends: str | None = Field(
+        default=None, description="Embedding backends: documents', then questions' if other."
+    )
     chunking: dict[str, int | str]
     k: int | None = Field(default=None, description="Passages an answer is composed from.")
     min_score: float | None = None

@@ -94,7 +94,7 @@ def retrieve_chunks(
     if k > engine.settings.max_k:
         engine = engine_variant(engine, max_k=k)
     # Embed every question in one batch, then let the engine rank with those vectors.
-    vectors = engine.embedder.encode([q.strip() for q in questions], progress=progress)
+    vectors = engine.embedder.encode_queries([q.strip() for q in questions], progress=progress)
     embedder = PrecomputedQueries(engine.embedder, [q.strip() for q in questions], vectors)
     engine = type(engine)(engine.settings, engine.index, embedder)
     out = []
@@ -108,7 +108,7 @@ def _dense_batch(
     engine: Engine, questions: Sequence[str], k: int, *, progress: bool
 ) -> list[list[ChunkHit]]:
     index = engine.index
-    vectors = engine.embedder.encode([q.strip() for q in questions], progress=progress)
+    vectors = engine.embedder.encode_queries([q.strip() for q in questions], progress=progress)
     step = max(1, _MAX_IDS_PER_LOOKUP // max(1, k))
     out: list[list[ChunkHit]] = []
     for i in range(0, len(questions), step):

@@ -78,6 +78,10 @@ def _report(
     min_score: float | None = None,
 ) -> EvalReport:
     manifest = opened.engine.index.manifest
+    embedder = opened.engine.embedder
+    backends = getattr(embedder, "backend", None)
+    if backends and getattr(embedder, "query_backend", backends) != backends:
+        backends += f", questions {embedder.query_backend}"
     return EvalReport(
         kind=kind,
         dataset=dataset,
@@ -90,6 +94,7 @@ def _report(
         n_documents=manifest.n_documents,
         n_chunks=manifest.n_chunks,
         model=manifest.model,
+        backends=backends,
         chunking=manifest.chunking,
         k=k,
         min_score=min_score,
