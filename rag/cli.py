@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 import textwrap
 from collections.abc import Callable
@@ -450,9 +451,9 @@ def eval_command(ctx: click.Context, **options: Any) -> None:
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Worker processes; each loads the model and the index.",
+    default=None,
+    help="Worker processes; each loads the model and the index. Default: one per core (at "
+    "most 4), or 1 when the vectors are in a milvus-lite file (one process only).",
 )
 @store_options
 @click.pass_context
@@ -461,7 +462,7 @@ def serve(
     index_path: Path | None,
     host: str,
     port: int,
-    workers: int,
+    workers: int | None,
     store: str | None = None,
     milvus_uri: str | None = None,
     milvus_collection: str | None = None,
@@ -478,10 +479,11 @@ def serve(
       curl -s localhost:8000/ask -H 'content-type: application/json' \\
            -d '{"question": "What minerals does the Chirchik center target?"}'
     """
-    import os
 
     import uvicorn
 
+    if workers is None:
+        workers = default_workers(index_path, store, milvus_uri)
     if milvus_uri is not None and workers > 1:
         from index.milvus_store import is_remote
 
@@ -510,6 +512,36 @@ def serve(
         workers=workers,
         log_level="debug" if verbose > 1 else "info",
     )
+
+
+def default_workers(
+    index_path: Path | None, store: str | None, milvus_uri: str | None, *, cores: int | None = None
+) -> int:
+    """One worker per core, at most 4 (each holds a model; on 2 cores two workers served 87
+    req/s where one served 59-71), but one when the vectors live in a milvus-lite file: as
+    given, configured, or recorded by the live index generation."""
+    from index import generations
+    from index.errors import IndexStoreError
+    from index.manifest import read_manifest
+    from index.milvus_store import is_remote
+
+    settings = Settings()
+    root = index_path or settings.index_path
+    store = store or settings.store
+    uri = milvus_uri or settings.milvus_uri
+    live = generations.current(root)
+    if live is not None and (store is None or (store == "milvus" and uri is None)):
+        try:
+            manifest = read_manifest(live)
+        except (IndexStoreError, OSError):
+            manifest = None  # the server reports an unreadable index; one worker will do
+        if manifest is None:
+            return 1
+        store = store or manifest.store
+        uri = uri or manifest.store_location.get("uri")
+    if store == "milvus" and not (uri and is_remote(uri)):
+        return 1
+    return max(1, min(4, cores or os.cpu_count() or 1))
 
 
 def _wrap(text: str, indent: str = "", width: int = 100) -> str:

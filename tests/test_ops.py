@@ -392,3 +392,28 @@ def test_api_keys_never_appear_in_the_server_logs(servers):
     entries = [e for e in access_lines(log) if e["request_id"] == "secrets-last"]
     assert {200, 401, 403, 404, 422} <= {e["status"] for e in entries}
     assert all(e["client"] == "127.0.0.1" for e in entries)
+
+
+def test_serve_runs_a_worker_per_core_unless_the_vectors_are_in_a_milvus_lite_file(
+    bundled_settings, tmp_path, monkeypatch
+):
+    from rag.cli import default_workers
+
+    for name in [k for k in os.environ if k.startswith("RAG_")]:
+        monkeypatch.delenv(name)
+    faiss_index = bundled_settings.index_path
+    assert default_workers(faiss_index, None, None, cores=2) == 2
+    assert default_workers(faiss_index, None, None, cores=16) == 4  # each holds a model
+    assert default_workers(tmp_path / "none-yet", None, None, cores=2) == 2
+    assert default_workers(faiss_index, "milvus", str(tmp_path / "x.db"), cores=2) == 1
+    assert default_workers(faiss_index, "milvus", "http://milvus:19530", cores=2) == 2
+    # the live generation's manifest says where its vectors are
+    lite = tmp_path / "lite"
+    shutil.copytree(faiss_index, lite)
+    live = lite / (lite / "CURRENT").read_text().strip()
+    manifest = json.loads((live / "manifest.json").read_text())
+    manifest.update(store="milvus", store_location={"uri": str(tmp_path / "x.db")})
+    (live / "manifest.json").write_text(json.dumps(manifest))
+    assert default_workers(lite, None, None, cores=2) == 1
+    monkeypatch.setenv("RAG_MILVUS_URI", "http://milvus:19530")
+    assert default_workers(lite, None, None, cores=2) == 2
