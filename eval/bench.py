@@ -1380,7 +1380,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"any of {', '.join(ALL_SECTIONS)}, or 'all'",
     )
     p.add_argument("--sizes", help="comma-separated vector counts for `scaling`")
-    p.add_argument("--server-workers", type=int, default=1, help="`rag serve --workers` for `http`")
+    p.add_argument(
+        "--server-workers",
+        type=int,
+        default=max(1, min(4, os.cpu_count() or 1)),
+        help="`rag serve --workers` for `http` (default: as `rag serve` on a FAISS index)",
+    )
     p.add_argument(
         "--backend",
         choices=["torch", "onnx", "onnx-int8"],
