@@ -201,8 +201,10 @@ class Settings(BaseSettings):
         description="Where ONNX exports of the model are cached.",
     )
     query_batching: bool = Field(
-        default=True,
-        description="The server embeds concurrent questions in micro-batches.",
+        default=False,
+        description="The server embeds concurrent questions in micro-batches. Off: with int8 "
+        "questions and a worker per core, batching raised p99 at 150 req/s from 258 to 595 ms "
+        "(README, Benchmark); it pays with one worker and the float or torch model.",
     )
     query_batch_max: int = Field(
         default=32, ge=1, description="Most questions embedded in one micro-batch."
