@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,10 @@ CREATE INDEX documents_by_date ON documents(date);
 """
 
 _CHUNK_COLUMNS = 'id, doc_id, ordinal, start, "end", text, n_tokens'
+
+# Chunks read by vector id, kept per store: a generation never changes, and every question
+# reads its candidates (about a hundred) again. ~1 kB each.
+CHUNK_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +151,8 @@ class ChunkStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
+        self._chunks: OrderedDict[int, Chunk] = OrderedDict()
+        self._chunks_lock = threading.Lock()
         try:
             self._conn().execute("SELECT count(*) FROM chunks").fetchone()
         except sqlite3.DatabaseError as exc:
@@ -178,18 +185,34 @@ class ChunkStore:
         return Chunk(*row)
 
     def chunks_by_vector_ids(self, vector_ids: list[int]) -> dict[int, Chunk]:
-        if not vector_ids:
-            return {}
-        marks = ",".join("?" * len(vector_ids))
+        found: dict[int, Chunk] = {}
+        missing: list[int] = []
+        with self._chunks_lock:
+            for v in vector_ids:
+                chunk = self._chunks.get(int(v))
+                if chunk is None:
+                    missing.append(int(v))
+                else:
+                    found[int(v)] = chunk
+                    self._chunks.move_to_end(int(v))
+        if not missing:
+            return found
+        marks = ",".join("?" * len(missing))
         rows = (
             self._conn()
             .execute(
                 f"SELECT vector_id, {_CHUNK_COLUMNS} FROM chunks WHERE vector_id IN ({marks})",
-                [int(v) for v in vector_ids],
+                missing,
             )
             .fetchall()
         )
-        return {row[0]: Chunk(*row[1:]) for row in rows}
+        read = {row[0]: Chunk(*row[1:]) for row in rows}
+        with self._chunks_lock:
+            self._chunks.update(read)
+            while len(self._chunks) > CHUNK_CACHE_SIZE:
+                self._chunks.popitem(last=False)
+        found.update(read)
+        return found
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
         rows = (

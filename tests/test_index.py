@@ -136,3 +136,19 @@ def test_filters_restrict_search(any_engine):
     june = any_engine.search(CHIRCHIK, k=10, filters=Filters(date_from="2024-06-01"))
     assert june.passages and all(p.date >= "2024-06-01" for p in june.passages)
     assert UZBEK_DOC not in {p.doc_id for p in june.passages}
+
+
+def test_chunks_read_by_vector_id_are_cached_within_a_bound(bundled_settings, monkeypatch):
+    from index import store as store_module
+    from index.store import ChunkStore
+
+    monkeypatch.setattr(store_module, "CHUNK_CACHE_SIZE", 5)
+    index = Index.load(bundled_settings.index_path)
+    fresh = ChunkStore(index.store.path)
+    ids = [vector_id for vector_id, _ in fresh.iter_chunks()]
+    expected = {vector_id: chunk for vector_id, chunk in fresh.iter_chunks()}
+    for start in (0, 3, 0, 10):  # hits, misses and evictions
+        wanted = ids[start : start + 7] + [12345]  # an id no chunk has
+        assert fresh.chunks_by_vector_ids(wanted) == {v: expected[v] for v in wanted[:-1]}
+        assert len(fresh._chunks) <= 5
+    index.close()
