@@ -119,7 +119,12 @@ def test_embedder_batching_keeps_the_query_cache(embedder):
 def test_the_service_batches_and_stops_batching_at_shutdown(bundled_settings):
     from api.state import Service
 
-    service = Service(bundled_settings.model_copy(update={"query_batch_wait_ms": 20.0}))
+    plain = Service(bundled_settings)  # batching is off unless asked for
+    plain.start()
+    assert plain.engine is not None and plain.engine.embedder._batcher is None
+    plain.close()
+    update = {"query_batching": True, "query_batch_wait_ms": 20.0}
+    service = Service(bundled_settings.model_copy(update=update))
     service.start()
     assert service.engine is not None
     batcher = service.engine.embedder._batcher
