@@ -7,6 +7,7 @@ The core raises its own exceptions (rag.errors); this module maps them to status
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -74,6 +75,21 @@ class IndexNotLoaded(ApiError):
     status_code = 503
     code = "index_not_loaded"
     headers = {"Retry-After": "10"}
+
+
+def without_paths(message: str, *places: str | Path | None) -> str:
+    """`message` with the server's own paths (the index directory, a milvus-lite file) said
+    as `<index>`: clients need what went wrong, not where the server keeps its files."""
+    names: set[str] = set()
+    for place in places:
+        if place is None or str(place) in ("", "."):
+            continue
+        names.add(str(place))
+        if not str(place).startswith(("http://", "https://", "tcp://", "grpc://")):
+            names.add(str(Path(place).expanduser().resolve()))
+    for name in sorted(names, key=len, reverse=True):  # the longest (absolute) first
+        message = message.replace(name, "<index>")
+    return message
 
 
 def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict:
@@ -170,7 +186,9 @@ async def _unknown_document(request: Request, exc: core.UnknownDocument) -> JSON
 
 async def _index_error(request: Request, exc: core.IndexStoreError) -> JSONResponse:
     logger.error("index error on %s %s: %s", request.method, request.url.path, exc)
-    return error_response(503, "index_unavailable", str(exc))
+    settings = request.app.state.settings
+    message = without_paths(str(exc), settings.index_path, settings.milvus_uri)
+    return error_response(503, "index_unavailable", message)
 
 
 async def _corpus_error(request: Request, exc: ValueError) -> JSONResponse:

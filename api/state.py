@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from api.errors import IndexNotLoaded
+from api.errors import IndexNotLoaded, without_paths
 from index import generations
 from index.index import Index
 from rag.config import Settings
@@ -104,7 +104,7 @@ class Service:
 
     def _failed(self, message: str) -> None:
         self.engine = None
-        self.error = message
+        self.error = without_paths(message, self.settings.index_path, self.settings.milvus_uri)
         self._failed_pointer = self.pointer()
 
     def pointer(self) -> str | None:

@@ -271,6 +271,7 @@ def test_server_without_an_index_is_alive_but_not_ready(servers):
         assert client.get("/health").status_code == 200
         error = assert_error(client.get("/ready"), 503, "index_not_loaded")
         assert "rag index" in error["message"]
+        assert "no-index-here" not in error["message"] and "<index>" in error["message"]
         assert (
             "rag index"
             in assert_error(client.post("/ask", json={"question": CHIRCHIK}), 503)["message"]
