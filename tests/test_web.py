@@ -213,6 +213,25 @@ def test_a_citation_opens_its_document_with_the_exact_quote_highlighted(page, se
     assert page.text_content("#reader mark.cited") == citation["quote"]
 
 
+def test_a_short_answer_and_each_citation_s_support_are_shown(page, server):
+    question = "How many memorandums of understanding did Yoon sign in Kazakhstan?"
+    expected = api_ask(server, question)
+    assert expected["short_answer"]
+    ask_on_page(page, question)
+    short = page.locator("#answer .short-answer")
+    short.wait_for()
+    assert short.text_content() == expected["short_answer"]
+    assert expected["short_answer"] in page.text_content("#answer .answer-text")
+    support = page.locator("#answer .citations .support")
+    assert support.count() == len(expected["citations"])
+    assert support.first.text_content().startswith("supports the answer")
+    assert "null" not in page.text_content("#answer")
+    # a question without a typed answer has no short answer
+    ask_on_page(page, CHIRCHIK)
+    page.locator("#answer .answer-text").wait_for()
+    page.wait_for_function("!document.querySelector('#answer .short-answer')")
+
+
 def test_an_off_corpus_question_shows_that_the_corpus_does_not_answer(page, server):
     assert not api_ask(server, OFF_CORPUS)["answerable"]
     ask_on_page(page, OFF_CORPUS)

@@ -300,7 +300,7 @@
   function renderAnswer(response, roundTrip) {
     const box = clear($("answer"));
     box.classList.toggle("unanswerable", !response.answerable);
-    const confidence = el("span", { class: "pill", title: "Best passage's similarity to the question" },
+    const confidence = el("span", { class: "pill", title: "Evidence: the mean of the best passage's similarity to the question and the share of the question the answer sentence covers" },
       `confidence ${fmt(response.confidence, 2)}`);
     box.append(el("p", { class: "asked" }, response.question));
     if (!response.answerable) {
@@ -314,11 +314,15 @@
       box.hidden = false;
       return;
     }
-    box.append(
+    append(box, [
       el("div", { class: "answer-head" }, el("h2", { id: "answer-title" }, "Answer"), confidence),
+      response.short_answer
+        ? el("p", { class: "short-answer", title: "The span of the cited sentence that answers the question" },
+          response.short_answer)
+        : null,
       el("p", { class: "answer-text" }, answerNodes(response.answer || "", response.citations)),
       el("p", { class: "timing" }, timingLine(response, roundTrip)),
-    );
+    ]);
     if (response.citations.length) {
       box.append(
         el("h3", {}, "Sources"),
@@ -336,13 +340,44 @@
                 el("span", { class: "source-title" }, titleOf(c)),
                 el("span", { class: "source-meta" },
                   `${c.chunk_id} · chars ${c.start}–${c.end} · score ${fmt(c.score, 2)}`),
+                supportNote(c),
               )),
+              corroboration(c),
             ),
           ),
         ),
       );
     }
     box.hidden = false;
+  }
+
+  /** Whether the cited passage supports the sentence citing it (null when not checked). */
+  function supportNote(c) {
+    if (c.supported === null || c.supported === undefined) return null;
+    return el("span", {
+      class: c.supported ? "support" : "support unsupported",
+      title: "Embedding similarity and word overlap of the answer sentence and this quote",
+    }, `${c.supported ? "supports the answer" : "may not support the answer"} (${fmt(c.support, 2)})`);
+  }
+
+  /** Other articles whose sentence says the same as the cited one. */
+  function corroboration(c) {
+    if (!c.corroborated_by || !c.corroborated_by.length) return null;
+    return el("p", { class: "corroborated" }, "Also reported by ",
+      c.corroborated_by.map((other, i) => [
+        i ? ", " : "",
+        el("button", {
+          type: "button",
+          class: "link",
+          onclick: () => openDocument(other.doc_id, {
+            start: other.start,
+            end: other.end,
+            label: `Corroborates citation ${c.id}`,
+            kind: "citation",
+            detail: `${other.chunk_id} · chars ${other.start}–${other.end}`,
+          }),
+        }, titleOf(other)),
+      ]).flat());
   }
 
   function scoreChip(label, value, rank, title) {
