@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from index.milvus_store import is_remote
 from rag import errors as core
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def without_paths(message: str, *places: str | Path | None) -> str:
         if place is None or str(place) in ("", "."):
             continue
         names.add(str(place))
-        if not str(place).startswith(("http://", "https://", "tcp://", "grpc://")):
+        if not is_remote(str(place)):
             names.add(str(Path(place).expanduser().resolve()))
     for name in sorted(names, key=len, reverse=True):  # the longest (absolute) first
         message = message.replace(name, "<index>")

@@ -378,36 +378,33 @@ def server(
                 proc.wait()
 
 
-def load_metrics(url: str) -> dict[str, float] | None:
-    """The load timings the server exports on /metrics, if it does."""
+def scrape(url: str) -> dict[str, float] | None:
+    """The unlabelled samples of the server's /metrics, by name; None if it cannot be read."""
     import httpx
 
-    names = {"rag_model_load_seconds": "model", "rag_index_load_seconds": "index"}
     try:
         text = httpx.get(f"{url}/metrics", timeout=10.0).text
     except httpx.HTTPError:
         return None
-    found = {}
+    samples = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[0] in names:
-            found[names[parts[0]]] = float(parts[1])
+        if len(parts) == 2 and not parts[0].startswith("#"):
+            samples[parts[0]] = float(parts[1])
+    return samples
+
+
+def load_metrics(url: str) -> dict[str, float] | None:
+    """The load timings the server exports on /metrics, if it does."""
+    names = {"rag_model_load_seconds": "model", "rag_index_load_seconds": "index"}
+    found = {names[k]: v for k, v in (scrape(url) or {}).items() if k in names}
     return found if len(found) == 2 else None
 
 
 def batch_metrics(url: str) -> dict[str, float] | None:
     """The server's micro-batching counters from /metrics (rag_query_batch_*), if any."""
-    import httpx
-
-    try:
-        text = httpx.get(f"{url}/metrics", timeout=10.0).text
-    except httpx.HTTPError:
-        return None
-    found = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0].startswith("rag_query_batch"):
-            found[parts[0].removeprefix("rag_query_")] = float(parts[1])
+    samples = (scrape(url) or {}).items()
+    found = {k.removeprefix("rag_query_"): v for k, v in samples if k.startswith("rag_query_batch")}
     return found or None
 
 

@@ -33,7 +33,7 @@ from rag.answer_types import (
 )
 from rag.chunking import split_sentences
 from rag.models import Citation, Corroboration, Passage
-from rag.text import content_terms, deletions, stem, words
+from rag.text import content_terms, deletion_index, deletions, stem, words
 
 # Short answers are cut only for these types: on the tune split and SQuAD, a single date,
 # number, amount or percentage in the best sentence is the answer nearly whenever the
@@ -181,13 +181,8 @@ def question_terms(question: str, candidates: Sequence[Candidate]) -> set[str]:
 @lru_cache(maxsize=TYPO_INDEX_CACHE_SIZE)
 def _near_terms(passage: str) -> dict[str, frozenset[str]]:
     """The passage's terms long enough to be corrected to, by each of their `deletions`."""
-    near: dict[str, set[str]] = {}
-    for _, _, terms in passage_sentences(passage):
-        for k in terms:
-            if len(k) >= MIN_TYPO_LENGTH - 1:
-                for d in deletions(k):
-                    near.setdefault(d, set()).add(k)
-    return {d: frozenset(ks) for d, ks in near.items()}
+    terms = {t for _, _, sentence_terms in passage_sentences(passage) for t in sentence_terms}
+    return deletion_index(terms, MIN_TYPO_LENGTH - 1)
 
 
 @lru_cache(maxsize=ANALYSIS_CACHE_SIZE)

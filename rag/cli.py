@@ -386,27 +386,9 @@ def stats(ctx: click.Context, index_path: Path | None, as_json: bool) -> None:
     """Describe the index: model, chunking, counts, size, build time."""
     settings = _settings(ctx, index_path)
     # Reading the manifest needs no model.
-    from rag.indexing import directory_size, load_index
-    from rag.models import IndexStats
+    from rag.indexing import index_stats, load_index
 
-    index = load_index(settings)
-    m = index.manifest
-    result = IndexStats(
-        path=str(index.path),
-        generation=m.generation,
-        model=m.model,
-        dimension=m.dimension,
-        index_type=m.index_type,
-        tokenizer=m.tokenizer,
-        chunking=m.chunking,
-        n_documents=m.n_documents,
-        n_chunks=m.n_chunks,
-        created=m.created,
-        build_seconds=m.build_seconds,
-        size_bytes=directory_size(index.path),
-        store=m.store,
-        store_location=m.store_location,
-    )
+    result = index_stats(load_index(settings))
     if as_json:
         emit_json(result)
         return
@@ -524,22 +506,21 @@ def default_workers(
     from index.errors import IndexStoreError
     from index.manifest import read_manifest
     from index.milvus_store import is_remote
+    from rag.indexing import store_config
 
-    settings = Settings()
-    root = index_path or settings.index_path
-    store = store or settings.store
-    uri = milvus_uri or settings.milvus_uri
-    live = generations.current(root)
-    if live is not None and (store is None or (store == "milvus" and uri is None)):
+    given = {"index_path": index_path, "store": store, "milvus_uri": milvus_uri}
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    manifest = None
+    live = generations.current(settings.index_path)
+    if live is not None and (
+        settings.store is None or (settings.store == "milvus" and settings.milvus_uri is None)
+    ):
         try:
             manifest = read_manifest(live)
         except (IndexStoreError, OSError):
-            manifest = None  # the server reports an unreadable index; one worker will do
-        if manifest is None:
-            return 1
-        store = store or manifest.store
-        uri = uri or manifest.store_location.get("uri")
-    if store == "milvus" and not (uri and is_remote(uri)):
+            return 1  # the server reports an unreadable index; one worker will do
+    config = store_config(settings, manifest)
+    if config.kind == "milvus" and not is_remote(config.milvus_uri or ""):
         return 1
     return max(1, min(4, cores or os.cpu_count() or 1))
 

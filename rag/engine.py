@@ -16,7 +16,7 @@ from rag.answer import compose_answer
 from rag.config import Settings
 from rag.embedding import Embedder
 from rag.errors import InvalidQuestion, QuestionTooLong
-from rag.indexing import build_index, directory_size, load_index
+from rag.indexing import build_index, index_stats, load_index
 from rag.models import (
     AskResponse,
     BuildReport,
@@ -278,24 +278,7 @@ class Engine:
         return self.index.store.count_documents()
 
     def stats(self) -> IndexStats:
-        index = self.index
-        m = index.manifest
-        return IndexStats(
-            path=str(index.path),
-            generation=m.generation,
-            model=m.model,
-            dimension=m.dimension,
-            index_type=m.index_type,
-            tokenizer=m.tokenizer,
-            chunking=m.chunking,
-            n_documents=m.n_documents,
-            n_chunks=m.n_chunks,
-            created=m.created,
-            build_seconds=m.build_seconds,
-            size_bytes=directory_size(index.path),
-            store=m.store,
-            store_location=m.store_location,
-        )
+        return index_stats(self.index)
 
     # writes
     def upsert(self, documents: Sequence[Document]) -> BuildReport:

@@ -28,11 +28,12 @@ from index import (
     entries_for,
     generations,
 )
+from index.manifest import Manifest
 from rag.chunking import chunk_text
 from rag.config import Settings
 from rag.documents import corpus_hash
 from rag.embedding import Embedder
-from rag.models import BuildReport
+from rag.models import BuildReport, IndexStats
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +66,15 @@ def reusable(base: Index | None, settings: Settings, embedder: Embedder) -> bool
     )
 
 
-def store_config(settings: Settings, base: Index | None = None) -> StoreConfig:
-    """Where a new generation goes: the configured store, else the base index's, else FAISS."""
-    kind = settings.store or (base.manifest.store if base is not None else "faiss")
+def store_config(settings: Settings, base: Manifest | None = None) -> StoreConfig:
+    """Where a new generation goes: the configured store, else the one of the generation
+    `base` describes, else FAISS."""
+    kind = settings.store or (base.store if base is not None else "faiss")
     uri = None
     if kind == "milvus":
         uri = settings.milvus_uri
-        if uri is None and base is not None and base.manifest.store == "milvus":
-            uri = base.manifest.store_location.get("uri")
+        if uri is None and base is not None and base.store == "milvus":
+            uri = base.store_location.get("uri")
         uri = uri or str(Path(settings.index_path) / "milvus.db")
     return StoreConfig(
         kind=kind,
@@ -134,7 +136,7 @@ def build_index(
         ):
             return base, _up_to_date(settings, base, started)
 
-    config = store_config(settings, base)
+    config = store_config(settings, base.manifest if base is not None else None)
     seen: dict[str, str] = {}  # id -> content hash: enough for the corpus hash and removals
     added = changed = unchanged = 0
     n_chunks = embedded = skipped = 0
@@ -337,11 +339,33 @@ def directory_size(path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def index_stats(index: Index) -> IndexStats:
+    """What an index holds and how it was built, from its manifest (no model needed)."""
+    m = index.manifest
+    return IndexStats(
+        path=str(index.path),
+        generation=m.generation,
+        model=m.model,
+        dimension=m.dimension,
+        index_type=m.index_type,
+        tokenizer=m.tokenizer,
+        chunking=m.chunking,
+        n_documents=m.n_documents,
+        n_chunks=m.n_chunks,
+        created=m.created,
+        build_seconds=m.build_seconds,
+        size_bytes=directory_size(index.path),
+        store=m.store,
+        store_location=m.store_location,
+    )
+
+
 __all__ = [
     "BatchDone",
     "build_index",
     "chunking_settings",
     "directory_size",
+    "index_stats",
     "load_index",
     "reusable",
     "store_config",

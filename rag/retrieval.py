@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from index import Chunk, ChunkFilter, Index
 from index.analysis import STOP_WORDS, analyze, stem, words
-from rag.text import deletions
+from rag.text import deletion_index, deletions
 
 MODES = ("dense", "bm25", "hybrid")
 FUSIONS = ("convex", "rrf")
@@ -132,18 +131,13 @@ class Vocabulary:
 
     def __init__(self, frequencies: dict[str, int]):
         self.frequencies = frequencies
-        self._deletes: dict[str, list[str]] | None = None
+        self._deletes: dict[str, frozenset[str]] | None = None
         self._lock = threading.Lock()
 
-    def _index(self) -> dict[str, list[str]]:
+    def _index(self) -> dict[str, frozenset[str]]:
         with self._lock:
             if self._deletes is None:
-                deletes: dict[str, list[str]] = defaultdict(list)
-                for term in self.frequencies:
-                    if len(term) >= MIN_CORRECTED_LENGTH - 1:
-                        for variant in deletions(term):
-                            deletes[variant].append(term)
-                self._deletes = dict(deletes)
+                self._deletes = deletion_index(self.frequencies, MIN_CORRECTED_LENGTH - 1)
             return self._deletes
 
     def correct(self, term: str) -> str | None:
