@@ -173,6 +173,10 @@ async def _question_too_long(request: Request, exc: core.QuestionTooLong) -> JSO
     return error_response(413, "question_too_long", str(exc))
 
 
+async def _invalid_parameter(request: Request, exc: core.InvalidParameter) -> JSONResponse:
+    return error_response(422, "invalid_request", str(exc))
+
+
 async def _invalid_question(request: Request, exc: core.InvalidQuestion) -> JSONResponse:
     return error_response(422, "invalid_question", str(exc))
 
@@ -211,6 +215,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(core.QuestionTooLong, _question_too_long)
+    app.add_exception_handler(core.InvalidParameter, _invalid_parameter)
     app.add_exception_handler(core.InvalidQuestion, _invalid_question)
     app.add_exception_handler(core.UnknownChunk, _unknown_chunk)
     app.add_exception_handler(core.UnknownDocument, _unknown_document)

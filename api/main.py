@@ -20,7 +20,7 @@ from api.limits import BodySizeLimit
 from api.observability import Metrics, RequestObservability, configure_logging
 from api.observability import router as metrics_router
 from api.ratelimit import RateLimit, RequestTimeout, document_limits
-from api.routes import ask, documents, health, web
+from api.routes import ask, docs, documents, health, web
 from api.schemas import DocumentsIn
 from api.state import Service
 from rag.config import Settings
@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         version=_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by routes/docs.py, from local files
+        redoc_url=None,
         openapi_tags=[
             {"name": "questions", "description": "Answers with citations, and retrieval."},
             {"name": "documents", "description": "The indexed documents and their chunks."},
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     app.include_router(health.router)
     app.include_router(metrics_router)
     web.install(app)  # the page at / and its files under /static
+    docs.install(app)  # /docs with Swagger UI's files from the package
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

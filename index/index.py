@@ -449,7 +449,9 @@ class IndexWriter:
         if len(entries):
             self._builder.add(entries, np.asarray(vectors, dtype=np.float32))
 
-    def commit(self, *, corpus_hash: str, build_seconds: float | None = None) -> Index:
+    def commit(
+        self, *, corpus_hash: str, build_seconds: float | None = None, source: str | None = None
+    ) -> Index:
         """Finish the vectors, BM25 and manifest, and switch the pointer to the generation."""
         assert self._sqlite is not None and self._tmp is not None
         tmp, sqlite = self._tmp, self._sqlite
@@ -499,6 +501,7 @@ class IndexWriter:
             store=self.config.kind,
             store_location=location,
             store_full_text=full_text,
+            source=source,
         )
         (tmp / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
         final = generations.commit(self.root, tmp, self.number)

@@ -42,6 +42,11 @@ class Manifest(BaseModel):
     files: dict[str, FileEntry] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     build_seconds: float | None = None
+    source: str | None = Field(
+        default=None,
+        description="The folder `rag index` last made this index hold (resolved path); null "
+        "for an index written only through the API.",
+    )
     store: str = Field(
         default="faiss", description="Where the vectors live: faiss (a file here) or milvus."
     )

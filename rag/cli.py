@@ -39,6 +39,7 @@ def friendly_errors(func: Callable) -> Callable:
         errors.CorpusError,
         errors.EmptyCorpus,
         errors.ModelNotAvailable,
+        errors.ReaderUnavailable,
     )
 
     @functools.wraps(func)
@@ -48,9 +49,11 @@ def friendly_errors(func: Callable) -> Callable:
         except expected as exc:
             raise click.ClickException(str(exc)) from exc
         except errors.UnknownChunk as exc:
-            raise click.ClickException(f"no chunk or document with id {exc.args[0]!r}") from exc
+            raise click.ClickException(f"no chunk with id {exc.args[0]!r}") from exc
         except errors.UnknownDocument as exc:
-            raise click.ClickException(f"no document with id {exc.args[0]!r}") from exc
+            raise click.ClickException(
+                f"no chunk or document with id {exc.args[0]!r} (see `rag docs`)"
+            ) from exc
 
     return wrapper
 
@@ -133,6 +136,12 @@ def main(ctx: click.Context, verbose: int) -> None:
 @click.option("--chunk-tokens", type=int, default=None, help="Maximum tokens per chunk.")
 @click.option("--chunk-overlap", type=int, default=None, help="Overlap between chunks, in tokens.")
 @click.option("--rebuild", is_flag=True, help="Re-embed everything instead of reusing vectors.")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Let DIRECTORY replace an index that holds another folder's documents (or documents "
+    "added through the API).",
+)
 @store_options
 @json_option
 @click.pass_context
@@ -145,6 +154,7 @@ def index_command(
     chunk_tokens: int | None,
     chunk_overlap: int | None,
     rebuild: bool,
+    replace: bool,
     as_json: bool,
     store: str | None = None,
     milvus_uri: str | None = None,
@@ -153,7 +163,8 @@ def index_command(
     """Build or update the index of DIRECTORY (default: the bundled corpus).
 
     The index then holds exactly the documents of DIRECTORY; unchanged documents keep
-    their embeddings.
+    their embeddings. An index that holds another folder's documents is left alone unless
+    --replace says to replace them.
     """
     from index import IndexCorrupt, IndexMismatch, IndexNotFound
     from rag.documents import iter_corpus
@@ -174,15 +185,20 @@ def index_command(
     # Streamed: documents are read, chunked, embedded and written batch by batch.
     documents = iter_corpus(directory, max_file_bytes=settings.max_file_bytes)
     base = None
-    if not rebuild:
-        try:
-            base = load_index(settings)
-        except IndexNotFound:
-            base = None
-        except (IndexCorrupt, IndexMismatch) as exc:
-            logger.warning("not reusing the existing index: %s", exc)
+    try:
+        base = load_index(settings)
+    except IndexNotFound:
+        base = None
+    except (IndexCorrupt, IndexMismatch) as exc:
+        logger.warning("not reusing the existing index: %s", exc)
+    if base is not None and not replace:
+        _refuse_other_folder(base.manifest, directory, settings.index_path)
+    if rebuild:
+        base = None
     embedder = Embedder.from_settings(settings)
-    _, report = build_index(settings, embedder, documents, base=base, replace_all=True)
+    _, report = build_index(
+        settings, embedder, documents, base=base, replace_all=True, source=directory
+    )
     if as_json:
         emit_json(report)
         return
@@ -191,6 +207,34 @@ def index_command(
         f"into {report.path} in {report.seconds:.1f}s: {report.added} new, {report.changed} "
         f"changed, {report.unchanged} unchanged, {report.removed} removed; "
         f"{report.embedded_chunks} chunks embedded; {report.size_bytes / 1024:.0f} KiB."
+    )
+
+
+def _human(key: str, value: Any) -> str:
+    """A stats value for a person: sizes in KiB/MiB, seconds rounded, dicts as k=v."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    if isinstance(value, float) and "seconds" in key:
+        return f"{value:.1f} s"
+    if isinstance(value, int) and "bytes" in key:
+        return f"{value / 1024:.0f} KiB" if value < 1 << 20 else f"{value / (1 << 20):.1f} MiB"
+    return "-" if value is None else str(value)
+
+
+def _refuse_other_folder(manifest, directory: Path, index_path: Path) -> None:
+    """`rag index DIR` makes the index hold exactly DIR's documents: refuse when it holds
+    another folder's (or the API's) rather than silently removing them."""
+    if manifest.n_documents == 0 or manifest.source == str(directory.resolve()):
+        return
+    held = (
+        f"documents from {manifest.source}"
+        if manifest.source
+        else "documents added through the API"
+    )
+    raise click.ClickException(
+        f"the index at {index_path} holds {manifest.n_documents} {held}; indexing {directory} "
+        "would remove them. Pass --replace to replace them, or --index NEW_PATH for a "
+        "separate index."
     )
 
 
@@ -204,6 +248,21 @@ def _engine(settings: Settings):
 @click.argument("question")
 @k_option
 @index_option
+@click.option(
+    "--reader",
+    "reader_path",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="Another reader: an ONNX file made by eval/train_reader.py, or a Hugging Face "
+    "extractive-QA model directory (default: the one shipped in the package).",
+)
+@click.option(
+    "--answer-mode",
+    type=click.Choice(["reader", "sentence"]),
+    default=None,
+    help="reader (default): a short span read by the trained reader; sentence: the sentence "
+    "that best covers the question's words.",
+)
 @store_options
 @json_option
 @click.pass_context
@@ -213,35 +272,70 @@ def ask(
     question: str,
     k: int | None,
     index_path: Path | None,
+    reader_path: Path | None,
+    answer_mode: str | None,
     as_json: bool,
     **store: Any,
 ) -> None:
-    """Answer QUESTION from the index, citing the passages used."""
-    response = _engine(_settings(ctx, index_path, **store)).ask(question, k=k)
+    """Answer QUESTION from the index, citing the passages used.
+
+    \b
+    Examples:
+      rag ask "What minerals does the Chirchik center target?"
+      rag ask "Who met Tokayev?" --json
+      rag ask "Who met Tokayev?" --answer-mode sentence
+    """
+    settings = _settings(ctx, index_path, reader_path=reader_path, answer_mode=answer_mode, **store)
+    response = _engine(settings).ask(question, k=k)
     if as_json:
         emit_json(response)
         return
     if not response.answerable:
-        click.echo(
-            f"The indexed documents do not answer this (best evidence {response.confidence:.2f} "
-            f"is under the threshold)."
-        )
+        click.echo("The indexed documents do not answer this.")
+        click.echo(_wrap(f"Why: {response.reason or 'the evidence is too weak'}."))
+        if response.passages:
+            click.echo()
+            click.echo("Nearest passages:")
+            for p in response.passages[:3]:
+                click.echo(f"  {p.chunk_id}  {p.title}")
+                click.echo(_wrap(_excerpt(p.text), indent="    "))
         return
     markers = "".join(f"[{c.id}]" for c in response.citations)
-    if response.short_answer:
+    sentence_method = response.answer_mode != "reader"
+    if sentence_method and response.short_answer:
         click.echo(f"{response.short_answer} {markers}")
         click.echo()
     click.echo(_wrap(f"{response.answer} {markers}"))
+    click.echo(f"confidence {response.confidence:.2f} ({response.answer_mode or 'sentence'})")
     click.echo()
     for c in response.citations:
         click.echo(f"[{c.id}] {c.title}")
+        support = f"  support {c.support:.2f}" if c.support is not None else ""
         click.echo(
             f"    {c.doc_id}  chunk {c.chunk_id}  chars {c.start}-{c.end}  score {c.score:.2f}"
+            f"{support}"
         )
         click.echo(_wrap(f'"{c.quote}"', indent="    "))
         for other in c.corroborated_by:
             where = f"chars {other.start}-{other.end}"
             click.echo(f"    also in {other.doc_id} ({other.title}), {where}")
+
+
+def _rank_scores(p) -> str:
+    """The fused score and each signal's score and rank ("-": not among its candidates)."""
+
+    def one(name: str, score: float | None, rank: int | None) -> str:
+        return f"{name} {score:.3f} (#{rank})" if score is not None and rank else f"{name} -"
+
+    parts = [f"score {p.score:.3f}"]
+    if p.dense_score is not None or p.bm25_score is not None:
+        parts += [one("dense", p.dense_score, p.dense_rank), one("bm25", p.bm25_score, p.bm25_rank)]
+    return "  ".join(parts)
+
+
+def _excerpt(text: str, limit: int = 240) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 @main.command()
@@ -266,7 +360,7 @@ def search(
         emit_json(response)
         return
     for p in response.passages:
-        click.echo(f"#{p.rank}  score {p.score:.3f}  {p.chunk_id}  chars {p.start}-{p.end}")
+        click.echo(f"#{p.rank}  {p.chunk_id}  chars {p.start}-{p.end}  {_rank_scores(p)}")
         click.echo(f"    {p.title}")
         click.echo(_wrap(p.text, indent="    ", width=100))
         click.echo()
@@ -346,6 +440,8 @@ def show(ctx: click.Context, item_id: str, index_path: Path | None, as_json: boo
     try:
         item: BaseModel = engine.chunk(item_id)
     except UnknownChunk:
+        if ":" in item_id:  # a chunk id's shape: say so, not "no document"
+            raise
         item = engine.document(item_id)
     if as_json:
         emit_json(item)
@@ -353,7 +449,8 @@ def show(ctx: click.Context, item_id: str, index_path: Path | None, as_json: boo
     data = item.model_dump()
     body = data.pop("text")
     for key, value in data.items():
-        click.echo(f"{key}: {value}")
+        if value is not None:
+            click.echo(f"{key}: {value}")
     click.echo()
     click.echo(body)
 
@@ -373,8 +470,10 @@ def docs(
     if as_json:
         emit_json(documents)
         return
+    width = max((len(d.id) for d in documents), default=2)
+    click.echo(f"{'id':{width}s}  {'date':10s}  {'chunks':>6s}  title")
     for d in documents:
-        click.echo(f"{d.id}  {d.date or '----------'}  {d.n_chunks:3d} chunks  {d.title}")
+        click.echo(f"{d.id:{width}s}  {d.date or '-':10s}  {d.n_chunks:6d}  {d.title}")
 
 
 @main.command()
@@ -393,7 +492,7 @@ def stats(ctx: click.Context, index_path: Path | None, as_json: bool) -> None:
         emit_json(result)
         return
     for key, value in result.model_dump().items():
-        click.echo(f"{key:14s} {value}")
+        click.echo(f"{key:16s} {_human(key, value)}")
 
 
 @main.command("eval")
@@ -437,6 +536,11 @@ def eval_command(ctx: click.Context, **options: Any) -> None:
     help="Worker processes; each loads the model and the index. Default: one per core (at "
     "most 4), or 1 when the vectors are in a milvus-lite file (one process only).",
 )
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Start even when there is no index yet (answering 503 until one is written).",
+)
 @store_options
 @click.pass_context
 def serve(
@@ -445,6 +549,7 @@ def serve(
     host: str,
     port: int,
     workers: int | None,
+    allow_empty: bool,
     store: str | None = None,
     milvus_uri: str | None = None,
     milvus_collection: str | None = None,
@@ -464,6 +569,14 @@ def serve(
 
     import uvicorn
 
+    from index.generations import current
+
+    where = (index_path or ctx.obj["settings"].index_path).expanduser()
+    if not allow_empty and current(where) is None:
+        raise click.ClickException(
+            f"there is no index at {where}: build one with `rag index [DIR] --index {where}`, "
+            "or pass --allow-empty to start without one"
+        )
     if workers is None:
         workers = default_workers(index_path, store, milvus_uri)
     if milvus_uri is not None and workers > 1:

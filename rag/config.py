@@ -78,6 +78,43 @@ class Settings(BaseSettings):
         "passage's cosine similarity and the question's coverage by the chosen sentence) the "
         "answer is 'not found'.",
     )
+    answer_mode: Literal["reader", "sentence"] = Field(
+        default="reader",
+        description="How answers are found: `reader`, the trained extractive reader (a short "
+        "span, cited by its sentence; abstains when no passage read answers), or `sentence`, "
+        "the sentence that best covers the question's words. Without a reader file the "
+        "sentence method is used, with a warning.",
+    )
+    reader_path: Path | None = Field(
+        default=None,
+        description="The reader: an ONNX file made by eval/train_reader.py, or a Hugging Face "
+        "extractive-QA model directory. Unset: the model shipped in the package.",
+    )
+    reader_windows: int = Field(
+        default=3,
+        ge=1,
+        le=16,
+        description="Windows the reader reads per question (about 128 tokens each), around "
+        "the best candidate sentences: more finds more answers and costs ~8 ms each per core.",
+    )
+    min_answerable: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Reader abstention threshold: below this probability that the passages "
+        "read answer the question, the answer is 'not found' (calibrated on SQuAD 2.0 dev "
+        "and the bundled tune split; eval/README.md, Reader).",
+    )
+    min_dense: float = Field(
+        default=0.0,
+        description="Reader mode: abstain when the best passage's cosine similarity to the "
+        "question is under this, whatever the reader says.",
+    )
+    reader_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="ONNX Runtime threads for the reader (unset: all cores).",
+    )
     verify_citations: bool = Field(
         default=True,
         description="Check each citation's quote against the answer sentence citing it "

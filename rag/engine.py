@@ -12,10 +12,12 @@ import time
 from collections.abc import Sequence
 
 from index import ChunkFilter, Document, Index, vectors
-from rag.answer import compose_answer
+from rag.answer import compose_answer, load_reader
+from rag.answer.reader import Reader
+from rag.answer.reading import answer_support, read_answer
 from rag.config import Settings
 from rag.embedding import Embedder
-from rag.errors import InvalidQuestion, QuestionTooLong
+from rag.errors import InvalidParameter, InvalidQuestion, QuestionTooLong
 from rag.indexing import build_index, index_stats, load_index
 from rag.models import (
     AskResponse,
@@ -39,10 +41,19 @@ RETRIEVAL_MODES = MODES
 
 
 class Engine:
-    def __init__(self, settings: Settings, index: Index, embedder: Embedder):
+    def __init__(
+        self,
+        settings: Settings,
+        index: Index,
+        embedder: Embedder,
+        reader: Reader | None | bool = True,
+    ):
+        """`reader`: a loaded reader, None for the sentence method, or True (the default) for
+        the one the settings name (loaded once per process and shared)."""
         self.settings = settings
         self.index = index
         self.embedder = embedder
+        self.reader = load_reader(settings) if reader is True else reader or None
         self._write_lock = threading.Lock()
         # FAISS OpenMP threads per request thread (the server sets it; None: FAISS's default)
         self.search_threads: int | None = None
@@ -73,7 +84,7 @@ class Engine:
     def _k(self, k: int | None) -> int:
         k = self.settings.k if k is None else k
         if k < 1 or k > self.settings.max_k:
-            raise InvalidQuestion(f"k must be between 1 and {self.settings.max_k}")
+            raise InvalidParameter(f"k must be between 1 and {self.settings.max_k}")
         return k
 
     def retrieve(
@@ -90,7 +101,7 @@ class Engine:
         index = index or self.index
         mode = mode or self.settings.retrieval_mode
         if mode not in RETRIEVAL_MODES:
-            raise InvalidQuestion(f"unknown retrieval mode {mode!r}: use one of {RETRIEVAL_MODES}")
+            raise InvalidParameter(f"unknown retrieval mode {mode!r}: use one of {RETRIEVAL_MODES}")
         timings = {} if timings is None else timings
         question = self.validate_question(question)
         k = self._k(k)
@@ -160,10 +171,39 @@ class Engine:
         index = self.index  # one generation for the whole answer, even if a write swaps it
         passages = self.retrieve(question, k, filters, index=index, timings=timings, mode=mode)
         t = time.perf_counter()
-        composed = compose_answer(question, passages, min_score=self.settings.min_score)
-        timings["compose"] = round((time.perf_counter() - t) * 1000, 3)
-        citations, support = composed.citations, None
-        if self.settings.verify_citations and composed.answer and citations:
+        reason = None
+        if self.reader is not None and self.settings.answer_mode == "reader":
+            s = self.settings
+            composed, reading, windows = read_answer(
+                question,
+                passages,
+                self.reader,
+                min_answerable=s.min_answerable,
+                min_dense=s.min_dense,
+                n_windows=s.reader_windows,
+            )
+            timings["read"] = round((time.perf_counter() - t) * 1000, 3)
+            answer_mode = "reader"
+            citations = composed.citations
+            support = answer_support(composed.answer, citations) if composed.answer else None
+            if not composed.answerable:
+                reason = _reader_reason(composed.confidence, s, passages, len(windows))
+        else:
+            composed = compose_answer(question, passages, min_score=self.settings.min_score)
+            timings["compose"] = round((time.perf_counter() - t) * 1000, 3)
+            answer_mode = "sentence"
+            citations, support = composed.citations, None
+            if not composed.answerable:
+                reason = (
+                    f"the evidence score {composed.confidence:.2f} is under the threshold "
+                    f"{self.settings.min_score:.2f}: no passage covers the question well enough"
+                )
+        if (
+            answer_mode == "sentence"
+            and self.settings.verify_citations
+            and composed.answer
+            and citations
+        ):
             t = time.perf_counter()
             checked = self.check_support(composed.answer, citations, index=index)
             citations, support = checked.citations, checked.sentences
@@ -179,6 +219,8 @@ class Engine:
             passages=passages,
             timings_ms=timings,
             support=support,
+            answer_mode=answer_mode,
+            reason=reason,
         )
 
     def check_support(
@@ -308,6 +350,23 @@ class Engine:
         old, self.index = self.index, index
         logger.info("now serving index generation %d (was %d)", index.generation, old.generation)
         # The old generation's readers may still be running; its files stay until pruned.
+
+
+def _reader_reason(confidence: float, settings: Settings, passages, n_windows: int) -> str:
+    if not passages:
+        return "no passage matched the question"
+    best = max((p.dense_score or 0.0) for p in passages)
+    if best < settings.min_dense:
+        return (
+            f"the best passage is too far from the question (cosine {best:.2f}, "
+            f"under {settings.min_dense:.2f})"
+        )
+    docs = len({p.doc_id for p in passages})
+    return (
+        f"the reader read {n_windows} window(s) of the best passages ({docs} document(s)) and "
+        f"found no answer: answerability {confidence:.2f}, under the threshold "
+        f"{settings.min_answerable:.2f}"
+    )
 
 
 def _configured_model(settings: Settings) -> str | None:

@@ -8,12 +8,18 @@ from index.errors import (
     UnknownChunk,
     UnknownDocument,
 )
+from rag.answer.reader import ReaderUnavailable
 from rag.documents import CorpusError, EmptyCorpus
 from rag.embedding import ModelNotAvailable
 
 
 class InvalidQuestion(ValueError):
     """An empty question, or one the service will not take."""
+
+
+class InvalidParameter(InvalidQuestion):
+    """A request parameter out of its range (k, the retrieval mode): the same kind of mistake
+    as a schema violation, reported as one."""
 
 
 class QuestionTooLong(InvalidQuestion):
@@ -27,9 +33,11 @@ __all__ = [
     "IndexMismatch",
     "IndexNotFound",
     "IndexStoreError",
+    "InvalidParameter",
     "InvalidQuestion",
     "ModelNotAvailable",
     "QuestionTooLong",
+    "ReaderUnavailable",
     "UnknownChunk",
     "UnknownDocument",
 ]

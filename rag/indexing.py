@@ -106,6 +106,7 @@ def build_index(
     replace_all: bool = True,
     delete_ids: Sequence[str] = (),
     on_batch: Callable[[BatchDone], None] | None = None,
+    source: Path | None = None,
 ) -> tuple[Index, BuildReport]:
     """Write a new index generation.
 
@@ -113,7 +114,13 @@ def build_index(
     be any iterable, read once). Otherwise `documents` are added to or replace those of
     `base`, and `delete_ids` are removed. Documents whose content hash is unchanged keep
     their stored chunks and vectors. `on_batch` is called after each batch is written.
+    `source`: the folder `documents` come from, recorded in the manifest (an update through
+    the API keeps the base's).
     """
+    if source is not None:
+        recorded: str | None = str(Path(source).resolve())
+    else:
+        recorded = base.manifest.source if base is not None else None
     started = time.perf_counter()
     base_hashes = base.store.document_hashes() if base is not None else {}
     can_reuse = reusable(base, settings, embedder)
@@ -213,7 +220,11 @@ def build_index(
             embedded,
             skipped,
         )
-        index = writer.commit(corpus_hash=final_hash, build_seconds=time.perf_counter() - started)
+        index = writer.commit(
+            corpus_hash=final_hash,
+            build_seconds=time.perf_counter() - started,
+            source=recorded,
+        )
     report = BuildReport(
         path=str(settings.index_path),
         generation=index.generation,

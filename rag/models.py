@@ -159,6 +159,12 @@ class Citation(BaseModel):
         "quote does not say what the answer says. Null when not checked.",
     )
 
+    answer_start: int | None = Field(
+        default=None,
+        description="Character offset in the document's text of the short answer inside the "
+        "quote (read by the reader); null for the sentence method.",
+    )
+    answer_end: int | None = None
     corroborated_by: list[Corroboration] = Field(
         default_factory=list,
         description="Sentences of other documents that say the same as the quote (near-"
@@ -217,7 +223,18 @@ class AskResponse(BaseModel):
         "(the answer sentence is then the shortest reliable answer).",
     )
     answerable: bool = Field(description="Whether the evidence was strong enough to answer.")
-    confidence: float = Field(description="Evidence score compared with the abstention threshold.")
+    confidence: float = Field(
+        description="Evidence score compared with the abstention threshold: with the reader, "
+        "its probability that the passages read answer the question."
+    )
+    answer_mode: str | None = Field(
+        default=None, description="How the answer was found: `reader` or `sentence`."
+    )
+    reason: str | None = Field(
+        default=None,
+        description="Why the service abstained (null when it answered); the nearest passages "
+        "are in `passages`.",
+    )
     citations: list[Citation]
     passages: list[Passage]
     timings_ms: dict[str, float]

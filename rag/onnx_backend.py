@@ -3,7 +3,9 @@
 At query time this module needs only onnxruntime, tokenizers (the model's tokenizer.json) and
 numpy: a process serving with the ONNX backend never imports torch, which is most of a cold
 start with the PyTorch backend. The export (torch.onnx) runs once per model and is cached
-under `Settings.onnx_cache_dir`, keyed by the model's path and a fingerprint of its files;
+under `Settings.model_cache_dir`, keyed by a fingerprint of the model's files (not its path, so
+every virtual environment with the same model shares one export); entries of older export
+versions, or whose model is gone from disk, are pruned when a new one is written;
 the int8 variant is a dynamic quantisation (onnxruntime.quantization) of the exported graph.
 
 Supported models: a Transformer followed by mean or CLS pooling (and Normalize), the shape of
@@ -33,7 +35,7 @@ from rag.embedding import ModelNotAvailable
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-EXPORT_VERSION = 1  # bump when the exported graph changes, so old cache entries are ignored
+EXPORT_VERSION = 2  # bump when the exported graph changes, so old cache entries are ignored
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model-int8.onnx"
 _SMALL_FILES = ("config.json", "tokenizer.json", "modules.json", "sentence_bert_config.json")
@@ -100,43 +102,92 @@ def local_model_dir(path_or_name: str) -> Path:
         ) from exc
 
 
+_SAMPLE = 1 << 20  # bytes read from each end of a weights file for the fingerprint
+
+
 def fingerprint(directory: Path) -> str:
-    """A key for the model's files: the path, the content of the small files, and the size and
-    modification time of the weights (hashing 90 MB of weights on every start costs up to
-    0.6 s; the export records their full sha256 in export.json)."""
-    h = hashlib.sha256(f"v{EXPORT_VERSION}:{directory.resolve()}".encode())
+    """A key for the model's content: its small files, and the size and first and last MiB of
+    each weights file (hashing 90 MB of weights on every start costs up to 0.6 s; the export
+    records their full sha256 in export.json). Not the path: a model installed in two virtual
+    environments has one key."""
+    h = hashlib.sha256(f"v{EXPORT_VERSION}".encode())
     for name in _SMALL_FILES:
         file = directory / name
         if file.is_file():
             h.update(name.encode() + b"\0" + file.read_bytes())
     for file in sorted(directory.glob("*")):
         if file.suffix in (".safetensors", ".bin") and file.is_file():
-            st = file.stat()
-            h.update(f"{file.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+            size = file.stat().st_size
+            h.update(f"{file.name}:{size}".encode())
+            with open(file, "rb") as f:
+                h.update(f.read(_SAMPLE))
+                f.seek(max(0, size - _SAMPLE))
+                h.update(f.read(_SAMPLE))
     return h.hexdigest()[:20]
+
+
+def prune_cache(onnx_dir: Path, keep: Path) -> list[Path]:
+    """Remove cached exports of an older export version, or whose model is no longer on disk
+    (a removed virtual environment); `keep` stays whatever it holds."""
+    import shutil
+
+    removed = []
+    for entry in onnx_dir.iterdir() if onnx_dir.is_dir() else ():
+        if entry == keep or not entry.is_dir():
+            continue
+        info = _json(entry / "export.json")
+        sources = [Path(m) for m in info.get("models", [info.get("model", "")]) if m]
+        if info.get("version") == EXPORT_VERSION and any(m.is_dir() for m in sources):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    if removed:
+        logger.info("removed %d stale ONNX export(s) from %s", len(removed), onnx_dir)
+    return removed
 
 
 def ensure_exported(directory: Path, cache_dir: Path, *, int8: bool) -> Path:
     """The path of the ONNX graph (fp32, or int8-quantised) for the model at `directory`,
     exporting it first if it is not cached. Safe when several processes start at once."""
-    target = Path(cache_dir).expanduser() / "onnx" / f"{directory.name}-{fingerprint(directory)}"
+    onnx_dir = Path(cache_dir).expanduser() / "onnx"
+    target = onnx_dir / f"{directory.name}-{fingerprint(directory)}"
     path = target / (INT8_FILE if int8 else ONNX_FILE)
     if path.is_file():
+        _record_user(target, directory)
         return path
     target.mkdir(parents=True, exist_ok=True)
     with generations.file_lock(target / ".lock"):
         if not (target / ONNX_FILE).is_file():
-            logger.warning("exporting %s to ONNX once, into %s (needs torch)", directory, target)
+            logger.info(
+                "preparing the embedding model for ONNX Runtime, once (about 20 s): %s", target
+            )
             with _atomic_path(target / ONNX_FILE) as tmp:
                 export_onnx(directory, tmp)
-            (target / "export.json").write_text(
-                json.dumps({"model": str(directory), "weights_sha256": _weights_sha256(directory)})
-            )
+            info = {
+                "version": EXPORT_VERSION,
+                "models": [str(directory)],
+                "weights_sha256": _weights_sha256(directory),
+            }
+            _write_json(target / "export.json", info)
+            prune_cache(onnx_dir, keep=target)
         if int8 and not path.is_file():
-            logger.warning("quantising %s to int8", target / ONNX_FILE)
             with _atomic_path(path) as tmp:
                 quantize_int8(target / ONNX_FILE, tmp)
     return path
+
+
+def _record_user(target: Path, directory: Path) -> None:
+    """Note another copy of the model using this export, so pruning keeps it while any is."""
+    info = _json(target / "export.json")
+    models = info.get("models", [])
+    if info and str(directory) not in models:
+        with contextlib.suppress(OSError):
+            _write_json(target / "export.json", info | {"models": [*models, str(directory)]})
+
+
+def _write_json(path: Path, value: dict) -> None:
+    with _atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value), encoding="utf-8")
 
 
 def export_onnx(directory: Path, out: Path) -> None:

@@ -96,7 +96,7 @@ def test_cli_explain(embedder, bundled_settings):
     assert "gold document 001_747dad745748a0c8: retrieved" in result.output
     assert "chirchik" in result.output
     bad = runner.invoke(main, [*args[:2], "--gold", "nope", *args[4:]])
-    assert bad.exit_code == 1 and "no document with id 'nope'" in bad.output
+    assert bad.exit_code == 1 and "no chunk or document with id 'nope'" in bad.output
 
 
 @pytest.fixture(scope="module")

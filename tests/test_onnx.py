@@ -95,6 +95,38 @@ def test_the_export_is_cached(onnx_cache, onnx_embedder):
     assert not list(onnx_cache.glob("onnx/*/*.tmp"))  # no temporary file left behind
 
 
+def test_a_copy_of_the_model_elsewhere_shares_the_export(onnx_cache, onnx_embedder, tmp_path):
+    """Another virtual environment holds the same model at another path: no second export."""
+    import shutil
+
+    from rag.onnx_backend import ensure_exported
+
+    source = onnx_embedder._onnx.layout.directory
+    copy = tmp_path / "venv2" / source.name
+    shutil.copytree(source, copy)
+    first = ensure_exported(source, onnx_cache, int8=False)
+    assert ensure_exported(copy, onnx_cache, int8=False) == first
+    assert len(list(onnx_cache.glob("onnx/*/model.onnx"))) == 1
+    meta = json.loads((first.parent / "export.json").read_text())
+    assert str(copy) in meta["models"]
+
+
+def test_stale_exports_are_pruned(onnx_cache, onnx_embedder, tmp_path):
+    from rag.onnx_backend import prune_cache
+
+    onnx_dir = onnx_cache / "onnx"
+    kept = next(onnx_dir.glob("*/model.onnx")).parent
+    old = onnx_dir / "model-oldversion"  # written by export version 1, keyed by path
+    old.mkdir()
+    (old / "model.onnx").write_bytes(b"x" * 10)
+    (old / "export.json").write_text(json.dumps({"model": str(kept)}))
+    gone = onnx_dir / "model-gone"  # its virtual environment was removed
+    gone.mkdir()
+    (gone / "export.json").write_text(json.dumps({"version": 2, "models": [str(tmp_path / "no")]}))
+    assert sorted(prune_cache(onnx_dir, keep=kept)) == sorted([old, gone])
+    assert kept.is_dir() and not old.exists() and not gone.exists()
+
+
 def test_serving_with_onnx_never_imports_torch(bundled_settings, onnx_cache, onnx_embedder):
     script = textwrap.dedent(
         f"""

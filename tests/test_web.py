@@ -317,3 +317,39 @@ def _in_viewport(page, selector: str) -> bool:
         }""",
         selector,
     )
+
+
+def _outside_requests(context) -> list[str]:
+    """Abort every request that leaves this machine, and list them."""
+    outside: list[str] = []
+
+    def route(r):
+        host = r.request.url.split("/")[2].split(":")[0] if "//" in r.request.url else ""
+        if host in ("127.0.0.1", "localhost", ""):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    return outside
+
+
+def test_the_api_docs_render_offline(browser, server):
+    """/docs: Swagger UI from the package, listing the operations, with nothing fetched from
+    elsewhere (and the page at / likewise)."""
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    outside = _outside_requests(context)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        page.goto(server + "/docs")
+        operation = page.locator(".opblock-summary-path", has_text="/ask").first
+        operation.wait_for()
+        paths = page.locator(".opblock-summary-path").all_text_contents()
+        assert {"/ask", "/search", "/documents"} <= {p.strip() for p in paths}
+        page.goto(server + "/")
+        page.locator("#question").wait_for()
+        assert not outside, f"requests left the machine: {outside}"
+    finally:
+        context.close()

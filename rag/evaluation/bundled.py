@@ -297,7 +297,11 @@ def predict(
             texts[c.doc_id] = engine.document(c.doc_id).text
         return texts[c.doc_id][c.start : c.end] == c.quote
 
-    forced = engine_variant(engine, min_score=-math.inf) if force_answers else None
+    forced = (
+        engine_variant(engine, min_score=-math.inf, min_answerable=0.0, min_dense=-math.inf)
+        if force_answers
+        else None
+    )
     forget_cached_queries(engine)
     predictions = []
     for item, hits in track(

@@ -97,7 +97,12 @@ def run_eval(
     chunk_sizes: str | None = None,
     save_report: Path | None = None,
     diff_paths: tuple[Path, Path] | None = None,
+    articles: str | None = None,
+    reader_path: Path | None = None,
+    answer_mode: str | None = None,
 ) -> None:
+    answering = {"reader_path": reader_path, "answer_mode": answer_mode}
+    settings = settings.model_copy(update={k: v for k, v in answering.items() if v is not None})
     if diff_paths:
         _refuse(
             any(x is not None for x in (file, beir_dir, squad_file, url, save_report)),
@@ -167,7 +172,14 @@ def run_eval(
         elif kind == "squad":
             assert squad_file is not None
             report, outputs = evaluate_squad(
-                settings, embedder, squad_file, k=k, limit=limit, chunk_sizes=sizes, **common
+                settings,
+                embedder,
+                squad_file,
+                k=k,
+                limit=limit,
+                chunk_sizes=sizes,
+                articles=[a.strip() for a in articles.split(",")] if articles else None,
+                **common,
             )
         else:
             report, outputs = evaluate_bundled(

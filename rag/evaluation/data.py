@@ -170,8 +170,10 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
 class SquadQuestion:
     id: str
     question: str
-    answers: tuple[str, ...]
+    answers: tuple[str, ...]  # empty for an unanswerable question (SQuAD 2.0)
     doc_id: str  # the paragraph it was written on
+    article: str = ""  # the article's title as in the file ("Super_Bowl_50")
+    answerable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,14 +188,15 @@ def squad_doc_id(article: int, paragraph: int) -> str:
 
 
 def load_squad(path: Path) -> SquadData:
-    """Every paragraph of a SQuAD v1.1 file as a document (`squad-<article>-<paragraph>`,
-    both counted from 1, titled with the article's title), and every question."""
+    """Every paragraph of a SQuAD v1.1 or v2.0 file as a document (`squad-<article>-
+    <paragraph>`, both counted from 1, titled with the article's title), and every question
+    (v2.0's `is_impossible` ones unanswerable, with no answers)."""
     path = Path(path)
     try:
         data = json.loads(_read_text(path))
         articles = data["data"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise EvalDataError(f"{path} is not a SQuAD v1.1 JSON file ({exc})") from exc
+        raise EvalDataError(f"{path} is not a SQuAD v1.1 or v2.0 JSON file ({exc})") from exc
     documents: list[Document] = []
     questions: list[SquadQuestion] = []
     for a, article in enumerate(articles, start=1):
@@ -202,12 +205,16 @@ def load_squad(path: Path) -> SquadData:
             doc_id = squad_doc_id(a, p)
             documents.append(Document(id=doc_id, title=title, text=normalize(paragraph["context"])))
             for qa in paragraph.get("qas", []):
+                impossible = bool(qa.get("is_impossible", False))
+                answers = () if impossible else tuple(str(x["text"]) for x in qa.get("answers", []))
                 questions.append(
                     SquadQuestion(
                         id=str(qa["id"]),
                         question=str(qa["question"]),
-                        answers=tuple(str(x["text"]) for x in qa.get("answers", [])),
+                        answers=answers,
                         doc_id=doc_id,
+                        article=str(article.get("title", "")),
+                        answerable=not impossible,
                     )
                 )
     if not documents or not questions:

@@ -21,7 +21,27 @@ _OPTIONS = [
         "--squad",
         "squad_file",
         type=click.Path(path_type=Path, dir_okay=False),
-        help="Evaluate on a SQuAD v1.1-format file instead (open-domain).",
+        help="Evaluate on a SQuAD v1.1 or v2.0 file instead (open-domain; v2.0's "
+        "unanswerable questions are expected abstentions).",
+    ),
+    click.option(
+        "--articles",
+        default=None,
+        help="SQuAD: ask only the questions of these articles (comma-separated titles, as in "
+        "the file); the index still holds every paragraph. For articles kept out of training.",
+    ),
+    click.option(
+        "--reader",
+        "reader_path",
+        type=click.Path(path_type=Path, exists=True),
+        default=None,
+        help="Answer with this reader (ONNX file or Hugging Face QA directory).",
+    ),
+    click.option(
+        "--answer-mode",
+        type=click.Choice(["reader", "sentence"]),
+        default=None,
+        help="reader (default) or sentence.",
     ),
     click.option(
         "--split",

@@ -50,7 +50,13 @@ def engine_variant(engine: Engine, **updates: Any) -> Engine:
     """The same index and model with some settings changed (mode, k limit, threshold)."""
     if not updates:
         return engine
-    return type(engine)(engine.settings.model_copy(update=updates), engine.index, engine.embedder)
+    keep_reader = not {"answer_mode", "reader_path", "reader_threads"} & updates.keys()
+    return type(engine)(
+        engine.settings.model_copy(update=updates),
+        engine.index,
+        engine.embedder,
+        reader=engine.reader if keep_reader else True,
+    )
 
 
 def forget_cached_queries(engine: Engine) -> None:

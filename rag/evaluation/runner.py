@@ -21,6 +21,7 @@ from rag.evaluation import beir, bundled, squad
 from rag.evaluation.boundary import BoundaryRow, GoldItem, boundary_row, rechunk
 from rag.evaluation.cache import DEFAULT_CACHE_DIR, prepare_index
 from rag.evaluation.data import (
+    EvalDataError,
     load_beir,
     load_bundled,
     load_squad,
@@ -242,10 +243,18 @@ def evaluate_squad(
     cache_dir: Path = DEFAULT_CACHE_DIR,
     progress: bool = False,
     chunk_sizes: Sequence[tuple[int, int]] = (),
+    articles: Sequence[str] | None = None,
 ) -> tuple[EvalReport, dict[str, list[squad.SquadPrediction]]]:
-    """A SQuAD v1.1 file, open-domain over all its paragraphs; `limit`: the first N questions."""
+    """A SQuAD v1.1 or v2.0 file, open-domain over all its paragraphs; `limit`: the first N
+    questions; `articles`: only the questions of these articles."""
     data = load_squad(path)
-    questions = data.questions[:limit] if limit is not None else data.questions
+    questions = data.questions
+    if articles:
+        unknown = set(articles) - {q.article for q in questions}
+        if unknown:
+            raise EvalDataError(f"{path} has no article titled {sorted(unknown)}")
+        questions = [q for q in questions if q.article in set(articles)]
+    questions = questions[:limit] if limit is not None else questions
     opened = open_engine(
         settings,
         embedder,
@@ -266,7 +275,8 @@ def evaluate_squad(
         opened,
         runs,
         dataset=str(path),
-        split="all" if limit is None else f"first {limit}",
+        split=("all" if not articles else f"articles {', '.join(articles)}")
+        + ("" if limit is None else f", first {limit}"),
         primary_group="all",
         n_questions=len(questions),
         k=k or opened.engine.settings.k,

@@ -1,6 +1,11 @@
-"""SQuAD v1.1, open-domain: every paragraph is a document of one corpus; each question is
-asked of the whole corpus. Scores whether the gold paragraph is retrieved and how the
-answer compares with the gold answers (contains-gold, official EM and F1)."""
+"""SQuAD v1.1 and v2.0, open-domain: every paragraph is a document of one corpus; each
+question is asked of the whole corpus. Scores whether the gold paragraph is retrieved and how
+the answer compares with the gold answers (contains-gold, official EM and F1).
+
+SQuAD 2.0's unanswerable questions are expected abstentions, scored as the official script
+does: an abstention ("") scores 1 on them and 0 on an answerable question. `squad_exact` and
+`squad_f1` average both kinds; `has_ans_*` and `no_ans_accuracy` report them apart. Retrieval
+figures (hit@k, MRR) count the answerable questions only."""
 
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ class SquadPrediction:
     retrieved_doc_ids: list[str]  # top 10 paragraphs, best first
     latency_ms: float
     short_answer: str | None = None  # the few words answering a typed question, if given
+    gold_answerable: bool = True
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -50,8 +56,27 @@ def official_predictions(predictions: Sequence[SquadPrediction]) -> dict[str, st
     return {p.id: shortest(p) for p in predictions}
 
 
+def official_scores(p: SquadPrediction) -> tuple[float, float]:
+    """(EM, F1) of the shortest answer as the official SQuAD 2.0 script scores it."""
+    given = shortest(p)
+    if not p.gold_answerable:
+        return (float(given == ""),) * 2
+    return m.exact_match(given, p.gold_answers), m.token_f1(given, p.gold_answers)
+
+
 def score_predictions(predictions: Sequence[SquadPrediction]) -> Metrics:
     out: Metrics = {"questions": len(predictions)}
+    has = [p for p in predictions if p.gold_answerable]
+    no = [p for p in predictions if not p.gold_answerable]
+    out["unanswerable_questions"] = len(no)
+    official = [official_scores(p) for p in predictions]
+    out["squad_exact"] = m.mean(e for e, _ in official)
+    out["squad_f1"] = m.mean(f for _, f in official)
+    out["has_ans_exact"] = m.mean(official_scores(p)[0] for p in has)
+    out["has_ans_f1"] = m.mean(official_scores(p)[1] for p in has)
+    out["no_ans_accuracy"] = m.mean(float(not p.answered) for p in no)
+    latencies = [p.latency_ms for p in predictions]
+    predictions = has  # the rest are about answers and retrieval: answerable questions
     for k in HIT_KS:
         out[f"hit@{k}"] = m.mean(
             m.hit_at_k(p.retrieved_doc_ids, {p.gold_doc_id}, k) for p in predictions
@@ -80,14 +105,14 @@ def score_predictions(predictions: Sequence[SquadPrediction]) -> Metrics:
     out["short_f1"] = m.mean(
         m.token_f1(a, p.gold_answers) for a, p in zip(shorts, predictions, strict=True)
     )
-    out["abstention_rate"] = m.mean(float(not p.answered) for p in predictions)
-    latencies = [p.latency_ms for p in predictions]
+    out["abstention_rate"] = m.mean(float(not p.answered) for p in predictions)  # answerable
     out["latency_p50_ms"] = m.percentile(latencies, 50)
     out["latency_p95_ms"] = m.percentile(latencies, 95)
     return out
 
 
 def recall_curve(predictions: Sequence[SquadPrediction]) -> dict[int, float]:
+    predictions = [p for p in predictions if p.gold_answerable]
     curve = {}
     for k in CURVE_KS:
         value = m.mean(m.hit_at_k(p.retrieved_doc_ids, {p.gold_doc_id}, k) for p in predictions)
@@ -100,11 +125,14 @@ def misses(predictions: Sequence[SquadPrediction]) -> list[Miss]:
     out = []
     for p in predictions:
         reasons = []
-        if p.gold_doc_id not in p.retrieved_doc_ids:
+        if not p.gold_answerable:
+            if p.answered:
+                reasons.append("answered an unanswerable question")
+        elif p.gold_doc_id not in p.retrieved_doc_ids:
             reasons.append("gold paragraph not in the top 10")
-        if not p.answered:
+        if p.gold_answerable and not p.answered:
             reasons.append("abstained")
-        elif not m.contains_gold(p.answer, p.gold_answers):
+        elif p.gold_answerable and not m.contains_gold(p.answer, p.gold_answers):
             reasons.append("answer lacks every gold answer")
         if reasons:
             out.append(
@@ -155,6 +183,7 @@ def predict(
                 retrieved_doc_ids=[doc_id for doc_id, _ in ranking],
                 latency_ms=round(latency, 3),
                 short_answer=r.short_answer,
+                gold_answerable=q.answerable,
             )
         )
     return out

@@ -1,0 +1,79 @@
+"""The command line as a newcomer meets it: the footguns refused, the readable views."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from rag.cli import main
+from rag.config import PROJECT_ROOT
+from tests.conftest import UZBEK_DOC, write_corpus
+
+
+def _run(*args: str):
+    result = CliRunner().invoke(main, list(args))
+    return result
+
+
+def test_indexing_another_folder_into_an_index_refuses_and_names_replace(tmp_path):
+    index = str(tmp_path / "index")
+    first = write_corpus(
+        tmp_path / "a", {"reservoir.txt": "The Kair reservoir holds 40 million cubic metres."}
+    )
+    second = write_corpus(
+        tmp_path / "b", {"council.txt": "The council voted nine to two for the bridge."}
+    )
+    assert _run("index", str(first), "--index", index).exit_code == 0
+    again = _run("index", str(first), "--index", index)  # the same folder: an update
+    assert again.exit_code == 0, again.output
+
+    refused = _run("index", str(second), "--index", index)
+    assert refused.exit_code == 1
+    assert "--replace" in refused.output and str(first.resolve()) in refused.output
+    docs = _run("docs", "--index", index)
+    assert "reservoir" in docs.output and "council" not in docs.output  # nothing was lost
+
+    replaced = _run("index", str(second), "--index", index, "--replace")
+    assert replaced.exit_code == 0, replaced.output
+    assert "1 removed" in replaced.output
+    docs = _run("docs", "--index", index)
+    assert "council" in docs.output and "reservoir" not in docs.output
+
+
+def test_serve_without_an_index_fails_fast_with_one_sentence(tmp_path):
+    missing = tmp_path / "nothing-here"
+    result = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "serve", "--index", str(missing), "--port", "0"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "there is no index at" in result.stderr and "--allow-empty" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_readable_views(bundled_settings):
+    index = str(bundled_settings.index_path)
+    stats = _run("stats", "--index", index)
+    assert stats.exit_code == 0
+    assert "build_seconds" in stats.output and " s\n" in stats.output  # "1.3 s", not 1.34113...
+    assert "{" not in stats.output  # no raw dicts
+
+    docs = _run("docs", "--index", index)
+    rows = [line for line in docs.output.splitlines() if line.strip()]
+    column = rows[0].index("date")  # every row's date starts under the header's
+    assert all(row[column - 2 : column] == "  " and row[column] != " " for row in rows), docs.output
+
+    shown = _run("show", f"{UZBEK_DOC}:3", "--index", index)
+    assert shown.exit_code == 0 and "None" not in shown.output
+
+    unknown = _run("show", f"{UZBEK_DOC}:999", "--index", index)
+    assert unknown.exit_code == 1 and "no chunk with id" in unknown.output
+
+    search = _run("search", "tungsten molybdenum", "--index", index)
+    first = search.output.splitlines()[0]
+    assert "score" in first and "dense" in first and "bm25" in first
