@@ -174,6 +174,8 @@ class Readiness(BaseModel):
                 "retrieval_mode": "hybrid",
                 "index_created": "2024-06-20T10:52:14+00:00",
                 "build_seconds": 2.5,
+                "answer_mode": "reader",
+                "examples": ["What minerals does the Chirchik center target?"],
             }
         }
     )
@@ -186,6 +188,16 @@ class Readiness(BaseModel):
     retrieval_mode: str
     index_created: str = Field(description="When the live index generation was built (UTC).")
     build_seconds: float | None = None
+    answer_mode: str = Field(
+        default="sentence",
+        description="How /ask finds answers: `reader` (the trained reader is loaded) or "
+        "`sentence`.",
+    )
+    examples: list[str] = Field(
+        default_factory=list,
+        description="Example questions for the loaded index (the web page's 'Try:'): "
+        "RAG_EXAMPLE_QUESTIONS, or the bundled corpus's when the index holds it; else none.",
+    )
 
 
 def check_document_id(value: str) -> None:

@@ -8,6 +8,7 @@ vector-search scaling. Prints a table per section and writes everything to a JSO
     python eval/bench.py --backend onnx --sections cold http   # another embedding backend
     python eval/bench.py --sections http --rate 150 --batching both  # the issue's load test
     python eval/bench.py --sections knobs --limit 500   # indexing batch sizes x backends
+    python eval/bench.py --sections reader    # windows read: SQuAD 2.0 dev F1 against latency
 
 Sections: cold, indexing, query, http, scaling; tuning and knobs (not in the default set).
 Traffic goes only to a server this script starts on 127.0.0.1. Indexes are written to a
@@ -41,7 +42,9 @@ BUNDLED_CORPUS = ROOT / "corpus"
 BUNDLED_QUESTIONS = ROOT / "eval" / "bundled.jsonl"
 SCIFACT = Path("/work/shared/data/scifact")
 SECTIONS = ("cold", "indexing", "query", "http", "scaling")
-ALL_SECTIONS = (*SECTIONS, "tuning", "knobs")
+ALL_SECTIONS = (*SECTIONS, "tuning", "knobs", "reader")
+SQUAD2_DEV = SCIFACT.parent / "squad2" / "dev-v2.0-part-a.json"
+READER_WINDOWS = (1, 2, 3, 4, 6)
 DIM = 384
 SLO_P99_MS = 250.0  # a rate counts as sustained only if p99 stays under this (--slo-p99-ms)
 CLIENTS = 16
@@ -583,6 +586,7 @@ class Bench:
                 "embed": [],
                 "search": [],
                 "compose": [],
+                "read": [],
                 "total": [],
             }
             for _ in range(repeats):
@@ -860,8 +864,93 @@ class Bench:
             rows,
         )
 
+    # -- the reader: windows read per question against dev quality and latency
+    def reader(self) -> None:
+        """For each number of windows read: SQuAD 2.0 dev part A (open over its paragraphs)
+        F1, HasAns F1 and NoAns accuracy, tokens read, and in-process /ask latency on the
+        bundled corpus (read step and total), serial."""
+        from rag.config import Settings
+        from rag.embedding import Embedder
+        from rag.engine import Engine
+        from rag.evaluation.retrieval import engine_variant
+        from rag.evaluation.runner import evaluate_squad
+
+        settings = Settings()
+        embedder = Embedder.from_settings(settings, queries=True)
+        bundled = Engine.load(Settings(index_path=self.ensure_bundled_index()), embedder)
+        questions = load_questions()
+        limit = 200 if self.quick else None
+        rows, out = [], {}
+        for n in READER_WINDOWS:
+            tuned = settings.model_copy(update={"reader_windows": n})
+            report, predictions = evaluate_squad(
+                tuned, embedder, SQUAD2_DEV, modes=["hybrid"], limit=limit
+            )
+            metrics = report.runs[0].metrics["all"]
+            engine = engine_variant(bundled, reader_windows=n)
+            for q in questions[:5]:
+                engine.ask(q)
+            reads, totals, tokens = [], [], []
+            for _ in range(2 if self.quick else 5):
+                for q in questions:
+                    r = engine.ask(q)
+                    reads.append(r.timings_ms.get("read", float("nan")))
+                    totals.append(r.timings_ms["total"])
+            for q in questions:
+                tokens.append(_tokens_read(engine, q))
+            out[str(n)] = {
+                "squad2_f1": metrics["squad_f1"],
+                "has_ans_f1": metrics["has_ans_f1"],
+                "no_ans_accuracy": metrics["no_ans_accuracy"],
+                "tokens_read_mean": round(float(np.mean(tokens)), 1),
+                "read_ms": percentiles(reads),
+                "total_ms": percentiles(totals),
+            }
+            rows.append(
+                [
+                    n,
+                    out[str(n)]["tokens_read_mean"],
+                    f"{metrics['squad_f1']:.3f}",
+                    f"{metrics['has_ans_f1']:.3f}",
+                    f"{metrics['no_ans_accuracy']:.3f}",
+                    out[str(n)]["read_ms"]["p50"],
+                    out[str(n)]["total_ms"]["p50"],
+                    out[str(n)]["total_ms"]["p99"],
+                ]
+            )
+        self.results["reader"] = out
+        table(
+            "reader: windows read per question (SQuAD 2.0 dev part A, open; bundled latency)",
+            [
+                "windows",
+                "tokens",
+                "F1",
+                "HasAns F1",
+                "NoAns acc",
+                "read p50 ms",
+                "ask p50 ms",
+                "ask p99 ms",
+            ],
+            rows,
+        )
+
     def save(self) -> None:
         Path(self.args.out).write_text(json.dumps(self.results, indent=2), encoding="utf-8")
+
+
+def _tokens_read(engine: Any, question: str) -> int:
+    """Tokens the reader reads for one question (question and context, every window)."""
+    from rag.answer.reading import reading_windows
+
+    if engine.reader is None:
+        return 0
+    passages = engine.retrieve(question)
+    windows = reading_windows(engine.reader, question, passages, engine.settings.reader_windows)
+    return sum(
+        len(w.input_ids)
+        for rw in windows
+        for w in engine.reader.windows(question, rw.passage.text[rw.start : rw.end])
+    )
 
 
 def sustained(r: dict[str, Any]) -> bool:

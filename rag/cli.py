@@ -569,14 +569,6 @@ def serve(
 
     import uvicorn
 
-    from index.generations import current
-
-    where = (index_path or ctx.obj["settings"].index_path).expanduser()
-    if not allow_empty and current(where) is None:
-        raise click.ClickException(
-            f"there is no index at {where}: build one with `rag index [DIR] --index {where}`, "
-            "or pass --allow-empty to start without one"
-        )
     if workers is None:
         workers = default_workers(index_path, store, milvus_uri)
     if milvus_uri is not None and workers > 1:
@@ -587,6 +579,14 @@ def serve(
                 "a milvus-lite file can be opened by one process only: use --workers 1, or a "
                 "Milvus server (--milvus-uri http://host:19530) for several workers"
             )
+    from index.generations import current
+
+    where = (index_path or ctx.obj["settings"].index_path).expanduser()
+    if not allow_empty and current(where) is None:
+        raise click.ClickException(
+            f"there is no index at {where}: build one with `rag index [DIR] --index {where}`, "
+            "or pass --allow-empty to start without one"
+        )
     if index_path is not None:
         # Through the environment, so that every worker process builds the same Settings.
         os.environ["RAG_INDEX_PATH"] = str(index_path.resolve())

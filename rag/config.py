@@ -11,6 +11,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CORPUS = PROJECT_ROOT / "corpus"
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# Offered as examples (the web page's "Try:") when the index holds the bundled corpus.
+BUNDLED_EXAMPLES = (
+    "What minerals does the Chirchik center target?",
+    "Who did President Yoon meet during his visit to Kazakhstan?",
+    "Which round of the Korea-Uzbekistan policy consultation was held in Tashkent?",
+)
 
 
 class Settings(BaseSettings):
@@ -114,6 +120,11 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         description="ONNX Runtime threads for the reader (unset: all cores).",
+    )
+    example_questions: list[str] | None = Field(
+        default=None,
+        description="Example questions the web page offers for your corpus (a JSON list). "
+        "Unset: the bundled corpus's, when the index holds it; else none.",
     )
     verify_citations: bool = Field(
         default=True,

@@ -15,7 +15,7 @@ from index import ChunkFilter, Document, Index, vectors
 from rag.answer import compose_answer, load_reader
 from rag.answer.reader import Reader
 from rag.answer.reading import answer_support, read_answer
-from rag.config import Settings
+from rag.config import BUNDLED_CORPUS, BUNDLED_EXAMPLES, Settings
 from rag.embedding import Embedder
 from rag.errors import InvalidParameter, InvalidQuestion, QuestionTooLong
 from rag.indexing import build_index, index_stats, load_index
@@ -55,6 +55,7 @@ class Engine:
         self.embedder = embedder
         self.reader = load_reader(settings) if reader is True else reader or None
         self._write_lock = threading.Lock()
+        self._examples: dict[int, bool] = {}  # generation -> holds the bundled corpus
         # FAISS OpenMP threads per request thread (the server sets it; None: FAISS's default)
         self.search_threads: int | None = None
 
@@ -318,6 +319,18 @@ class Engine:
 
     def count_documents(self) -> int:
         return self.index.store.count_documents()
+
+    def example_questions(self) -> list[str]:
+        """Questions to offer as examples: the configured ones, or the bundled corpus's when
+        the live index holds every bundled document."""
+        if self.settings.example_questions is not None:
+            return list(self.settings.example_questions)
+        index = self.index
+        if index.generation not in self._examples:
+            ids = set(index.store.document_hashes())
+            bundled = {p.stem for p in BUNDLED_CORPUS.glob("*.txt")}
+            self._examples = {index.generation: bool(bundled) and bundled <= ids}
+        return list(BUNDLED_EXAMPLES) if self._examples[index.generation] else []
 
     def stats(self) -> IndexStats:
         return index_stats(self.index)

@@ -106,7 +106,7 @@ def servers(bundled_settings, tmp_path_factory):
             RAG_MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT),
             RAG_MAX_DOCUMENTS_PER_REQUEST=str(MAX_DOCS),
         ),
-        _start(tmp, "empty", serve_args=["--index", str(tmp / "no-index-here")]),
+        _start(tmp, "empty", serve_args=["--index", str(tmp / "no-index-here"), "--allow-empty"]),
     ]
     try:
         _wait(started[0], "/ready")

@@ -353,3 +353,39 @@ def test_the_api_docs_render_offline(browser, server):
         assert not outside, f"requests left the machine: {outside}"
     finally:
         context.close()
+
+
+def test_after_an_abstention_the_source_pane_shows_no_earlier_citation(page, server):
+    ask_on_page(page, CHIRCHIK)
+    page.locator("#answer .answer-text").wait_for()
+    page.click("#answer .cite[data-citation='1']")
+    page.locator("#reader mark.cited").wait_for()
+    ask_on_page(page, OFF_CORPUS)
+    page.locator("#answer.unanswerable h2").wait_for()
+    assert page.locator("#reader mark").count() == 0
+    assert page.locator("#reader-empty").is_visible()
+    assert "Why:" in page.text_content("#answer")
+
+
+def test_the_examples_come_from_the_loaded_index(page, server):
+    expected = httpx.get(server + "/ready").json()["examples"]
+    assert expected  # the server's index holds the bundled corpus
+    buttons = page.locator("#examples .example")
+    buttons.first.wait_for()
+    assert buttons.all_text_contents() == expected
+    buttons.first.click()
+    page.locator("#answer").wait_for()
+    assert page.input_value("#question") == expected[0]
+
+
+def test_on_a_phone_the_source_comes_right_after_the_answer(page, server):
+    page.set_viewport_size({"width": 390, "height": 844})
+    ask_on_page(page, CHIRCHIK)
+    page.locator("#answer .answer-text").wait_for()
+    tops = page.evaluate(
+        """() => ["#answer", "#reader", "#passages"].map(
+            (s) => document.querySelector(s).getBoundingClientRect().top + window.scrollY)"""
+    )
+    answer, reader, passages = tops
+    assert answer < reader < passages, tops
+    assert reader - answer < 1200, tops  # not below every passage (was ~4,200 px down)

@@ -28,4 +28,6 @@ async def ready(engine: EngineDep, settings: SettingsDep) -> Readiness:
         retrieval_mode=settings.retrieval_mode,
         index_created=m.created,
         build_seconds=m.build_seconds,
+        answer_mode="reader" if engine.reader is not None else "sentence",
+        examples=engine.example_questions(),
     )

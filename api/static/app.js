@@ -199,6 +199,7 @@
     try {
       const r = await api("ready");
       status.textContent = `${r.documents} documents · ${r.chunks} chunks · ${r.retrieval_mode}`;
+      renderExamples(r.examples || []);
       status.classList.remove("bad");
     } catch (err) {
       status.textContent = err.status === 503 ? "index not loaded" : "server unavailable";
@@ -224,6 +225,7 @@
       const response = await postJson("ask", { question });
       if (token !== askToken) return;
       documentCache.clear();
+      resetReader();
       renderAnswer(response, performance.now() - started);
       renderPassages(response);
     } catch (err) {
@@ -251,18 +253,35 @@
     ask(question);
   });
 
-  for (const example of document.querySelectorAll(".example")) {
-    example.addEventListener("click", () => {
-      $("question").value = example.textContent;
-      ask(example.textContent);
-    });
+  /** "Try:" questions for the loaded index (none for a corpus that has no examples set). */
+  function renderExamples(questions) {
+    const box = clear($("examples"));
+    box.hidden = !questions.length;
+    if (!questions.length) return;
+    box.append(el("span", {}, "Try:"));
+    for (const q of questions) {
+      box.append(el("button", {
+        type: "button",
+        class: "example",
+        onclick: () => { $("question").value = q; ask(q); },
+      }, q));
+    }
+  }
+
+  /** The source pane back to its empty state: it never shows an earlier question's source. */
+  function resetReader() {
+    readToken++;
+    clear($("reader")).append(
+      el("div", { class: "reader-empty", id: "reader-empty" },
+        el("h2", { id: "reader-title", tabindex: "-1" }, "Source"),
+        el("p", {}, "Click a citation or a retrieved passage to read it in its article, highlighted.")));
   }
 
   function timingLine(response, roundTrip) {
     const t = response.timings_ms || {};
     const parts = [];
     if (typeof t.total === "number") parts.push(`answered in ${ms(t.total)}`);
-    for (const key of ["embed", "search", "compose"]) {
+    for (const key of ["embed", "search", "read", "compose"]) {
       if (typeof t[key] === "number") parts.push(`${key} ${ms(t[key])}`);
     }
     parts.push(`round trip ${ms(roundTrip)}`);
@@ -300,29 +319,44 @@
   function renderAnswer(response, roundTrip) {
     const box = clear($("answer"));
     box.classList.toggle("unanswerable", !response.answerable);
-    const confidence = el("span", { class: "pill", title: "Evidence: the mean of the best passage's similarity to the question and the share of the question the answer sentence covers" },
-      `confidence ${fmt(response.confidence, 2)}`);
+    const reading = response.answer_mode === "reader";
+    const confidence = el("span", {
+      class: "pill",
+      title: reading
+        ? "The reader's probability that the passages it read answer the question"
+        : "Evidence: the mean of the best passage's similarity to the question and the share of the question the answer sentence covers",
+    }, `confidence ${fmt(response.confidence, 2)}`);
     box.append(el("p", { class: "asked" }, response.question));
     if (!response.answerable) {
       box.append(
         el("div", { class: "answer-head" }, el("h2", { id: "answer-title" }, "The corpus does not answer this"), confidence),
         el("p", { class: "abstain" },
-          "No passage is close enough to the question to answer it from these documents. " +
-          "The nearest passages are listed below."),
+          "These documents do not answer it. The nearest passages are listed below."),
+        response.reason ? el("p", { class: "reason" }, `Why: ${response.reason}.`) : null,
         el("p", { class: "timing" }, timingLine(response, roundTrip)),
       );
       box.hidden = false;
       return;
     }
-    append(box, [
-      el("div", { class: "answer-head" }, el("h2", { id: "answer-title" }, "Answer"), confidence),
-      response.short_answer
-        ? el("p", { class: "short-answer", title: "The span of the cited sentence that answers the question" },
-          response.short_answer)
-        : null,
-      el("p", { class: "answer-text" }, answerNodes(response.answer || "", response.citations)),
-      el("p", { class: "timing" }, timingLine(response, roundTrip)),
-    ]);
+    if (reading) {
+      append(box, [
+        el("div", { class: "answer-head" }, el("h2", { id: "answer-title" }, "Answer"), confidence),
+        el("p", { class: "answer-text short-answer" }, response.answer || "",
+          " ", ...response.citations.map((c) => citationButton(c, String(c.id)))),
+        ...response.citations.map((c) => el("p", { class: "quote" }, quoteNodes(c))),
+        el("p", { class: "timing" }, timingLine(response, roundTrip)),
+      ]);
+    } else {
+      append(box, [
+        el("div", { class: "answer-head" }, el("h2", { id: "answer-title" }, "Answer"), confidence),
+        response.short_answer
+          ? el("p", { class: "short-answer", title: "The span of the cited sentence that answers the question" },
+            response.short_answer)
+          : null,
+        el("p", { class: "answer-text" }, answerNodes(response.answer || "", response.citations)),
+        el("p", { class: "timing" }, timingLine(response, roundTrip)),
+      ]);
+    }
     if (response.citations.length) {
       box.append(
         el("h3", {}, "Sources"),
@@ -351,12 +385,21 @@
     box.hidden = false;
   }
 
+  /** The cited sentence with the answer span marked (offsets are the document's). */
+  function quoteNodes(c) {
+    if (c.answer_start === null || c.answer_start === undefined) return [c.quote];
+    const [from, to] = spanOf(c.quote, c.answer_start - c.start, c.answer_end - c.start);
+    return [c.quote.slice(0, from), el("mark", { class: "answer-span" }, c.quote.slice(from, to)), c.quote.slice(to)];
+  }
+
   /** Whether the cited passage supports the sentence citing it (null when not checked). */
   function supportNote(c) {
     if (c.supported === null || c.supported === undefined) return null;
     return el("span", {
       class: c.supported ? "support" : "support unsupported",
-      title: "Embedding similarity and word overlap of the answer sentence and this quote",
+      title: c.answer_start !== null && c.answer_start !== undefined
+        ? "The reader's probability that this passage answers the question"
+        : "Embedding similarity and word overlap of the answer sentence and this quote",
     }, `${c.supported ? "supports the answer" : "may not support the answer"} (${fmt(c.support, 2)})`);
   }
 

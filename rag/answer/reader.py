@@ -199,6 +199,9 @@ class _OnnxBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0
         options.inter_op_num_threads = 1
+        # No spin-waiting between ops: concurrent requests share the cores, and spinning
+        # threads would burn the CPU other requests need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.meta = self.session.get_modelmeta().custom_metadata_map

@@ -32,8 +32,10 @@ def header(report: EvalReport) -> str:
         + (f" ({m.backends})" if m.backends else "")
         + f"; chunk tokens/overlap {chunking}"
         + (f"; k {m.k}" if m.k is not None else "")
-        + (f"; min_score {m.min_score:g}" if m.min_score is not None else ""),
+        + (f"; min_score {m.min_score:g}" if m.min_score is not None and not m.answering else ""),
     ]
+    if m.answering:
+        lines.append(f"answers: {m.answering}")
     return "\n".join(lines)
 
 

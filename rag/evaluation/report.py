@@ -73,6 +73,11 @@ class EvalReport(BaseModel):
     chunking: dict[str, int | str]
     k: int | None = Field(default=None, description="Passages an answer is composed from.")
     min_score: float | None = None
+    answering: str | None = Field(
+        default=None,
+        description="How answers were found: the reader with its file, windows and threshold, "
+        "or the sentence method.",
+    )
     runs: list[RunResult]
     boundary: list[BoundaryRow] | None = Field(
         default=None,

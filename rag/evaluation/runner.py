@@ -99,7 +99,18 @@ def _report(
         chunking=manifest.chunking,
         k=k,
         min_score=min_score,
+        answering=answering(opened.engine) if kind != "beir" else None,
         runs=runs,
+    )
+
+
+def answering(engine: Engine) -> str:
+    s = engine.settings
+    if engine.reader is None or s.answer_mode != "reader":
+        return f"sentence method, min_score {s.min_score:g}"
+    return (
+        f"reader {engine.reader.name}, {s.reader_windows} windows of {engine.reader.max_length} "
+        f"tokens, min_answerable {s.min_answerable:g}"
     )
 
 
