@@ -31,7 +31,7 @@ from rag.evaluation.data import load_bundled
 from rag.evaluation.runner import evaluate_squad
 
 SQUAD2_DEV = Path("/work/shared/data/squad2/dev-v2.0-part-a.json")
-THRESHOLDS = [round(x, 2) for x in np.arange(0.05, 0.96, 0.05)]
+THRESHOLDS = [round(x, 2) for x in np.arange(0.1, 0.91, 0.1)] + [0.95, 0.97, 0.98, 0.99, 0.995]
 
 
 def squad_rows(

@@ -125,6 +125,8 @@ def main(ctx: click.Context, verbose: int) -> None:
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # The one-off ONNX export takes ~20 s: say so even when quiet (one INFO line).
+    logging.getLogger("rag.onnx_backend").setLevel(min(level, logging.INFO))
     ctx.ensure_object(dict)
     ctx.obj["settings"] = Settings()
 

@@ -104,7 +104,7 @@ class Settings(BaseSettings):
         "the best candidate sentences: more finds more answers and costs ~8 ms each per core.",
     )
     min_answerable: float = Field(
-        default=0.5,
+        default=0.9,
         ge=0.0,
         le=1.0,
         description="Reader abstention threshold: below this probability that the passages "

@@ -60,6 +60,14 @@ def engine(bundled_settings, embedder):
     return Engine.load(bundled_settings, embedder=embedder)
 
 
+@pytest.fixture(scope="session")
+def sentence_engine(engine):
+    """The bundled-corpus engine answering with the sentence method (no reader)."""
+    from rag.evaluation.retrieval import engine_variant
+
+    return engine_variant(engine, answer_mode="sentence")
+
+
 @pytest.fixture()
 def fresh_settings(tmp_path) -> Settings:
     """Settings with an empty index directory of the test's own."""

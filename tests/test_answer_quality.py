@@ -53,7 +53,8 @@ def test_short_answer_only_when_one_span_of_the_type_is_there():
     assert short_answer("What happened in January 2021?", one) is None
 
 
-def test_typed_question_gets_a_short_answer_and_keeps_the_sentence_as_quote(engine):
+def test_typed_question_gets_a_short_answer_and_keeps_the_sentence_as_quote(sentence_engine):
+    engine = sentence_engine
     r = engine.ask("When did negotiations for the Korea-Uzbekistan free trade agreement begin?")
     assert r.answerable
     assert r.short_answer == "January 2021"
@@ -64,8 +65,8 @@ def test_typed_question_gets_a_short_answer_and_keeps_the_sentence_as_quote(engi
     assert engine.document(c.doc_id).text[c.start : c.end] == quote
 
 
-def test_untyped_question_has_no_short_answer(engine):
-    r = engine.ask("What minerals does the Chirchik center target?")
+def test_untyped_question_has_no_short_answer(sentence_engine):
+    r = sentence_engine.ask("What minerals does the Chirchik center target?")
     assert r.answerable and r.short_answer is None
     assert "molybdenum" in r.answer
 
@@ -128,34 +129,36 @@ def test_several_sentences_skip_near_duplicates(twin_engine):
 
 
 @pytest.mark.parametrize("question", ["what is it?", "the", "a an the of", "?!", "who?"])
-def test_stop_word_questions_abstain_without_error(engine, question):
-    r = engine.ask(question)
+def test_stop_word_questions_abstain_without_error(sentence_engine, question):
+    r = sentence_engine.ask(question)
     assert r.answerable is False and r.answer is None and r.citations == []
-    assert r.confidence < engine.settings.min_score
+    assert r.confidence < sentence_engine.settings.min_score
 
 
 @pytest.mark.parametrize("word", ["tungsten", "Chirchik"])
-def test_one_word_question_naming_something_in_the_corpus_is_answered(engine, word):
-    r = engine.ask(word)
+def test_one_word_question_naming_something_in_the_corpus_is_answered(sentence_engine, word):
+    r = sentence_engine.ask(word)
     assert r.answerable
     assert r.citations[0].doc_id == UZBEK_DOC
     assert word.lower() in r.citations[0].quote.lower()
 
 
-def test_one_word_question_about_nothing_in_the_corpus_abstains(engine):
-    assert engine.ask("pizza").answerable is False
+def test_one_word_question_about_nothing_in_the_corpus_abstains(sentence_engine):
+    assert sentence_engine.ask("pizza").answerable is False
 
 
-def test_misspelt_rare_name_reaches_bm25(engine):
+def test_misspelt_rare_name_reaches_bm25(sentence_engine):
     question = "Wat mineralz does the Chirchk centre targit?"
-    assert "chirchik" in corrected_query(engine.index, question).split()
-    assert corrected_query(engine.index, "What minerals does Chirchik target?").endswith("target?")
-    bm25_only = engine.retrieve(question, mode="bm25")
+    assert "chirchik" in corrected_query(sentence_engine.index, question).split()
+    assert corrected_query(sentence_engine.index, "What minerals does Chirchik target?").endswith(
+        "target?"
+    )
+    bm25_only = sentence_engine.retrieve(question, mode="bm25")
     assert bm25_only and bm25_only[0].doc_id == UZBEK_DOC
 
 
-def test_misspelt_question_is_answered_from_the_right_article(engine):
-    r = engine.ask("Wat mineralz does the Chirchk centre targit?")
+def test_misspelt_question_is_answered_from_the_right_article(sentence_engine):
+    r = sentence_engine.ask("Wat mineralz does the Chirchk centre targit?")
     assert r.answerable
     assert r.citations[0].doc_id == UZBEK_DOC
     assert "Chirchik" in r.citations[0].quote

@@ -110,7 +110,8 @@ def saved(embedder, bundled_settings, small_file, tmp_path_factory) -> Path:
 def test_saved_report_has_support_boundary_and_outcomes(saved):
     data = load_report(saved)
     metrics = data.report.runs[0].metrics["all"]
-    assert metrics["citation_support"] == 1.0  # extractive answers quote what they say
+    # the reader's answerability of each cited passage: high for nearly all answers given
+    assert 0.8 <= metrics["citation_support"] <= 1.0
     assert [r.chunking for r in data.report.boundary] == ["128/32", "64/16", "256/64"]
     assert data.report.boundary[0].across_boundary == 0
     outcomes = data.questions[data.report.runs[0].mode]

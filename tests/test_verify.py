@@ -1,5 +1,6 @@
-"""Citation support: real answers on the bundled corpus, their citations checked, and the
-same answers with the citation swapped for an unrelated chunk."""
+"""Citation support of the sentence method (rag.verify): real answers on the bundled corpus,
+their citations checked, and the same answers with the citation swapped for an unrelated
+chunk. The reader's support is tested in test_reader.py."""
 
 from __future__ import annotations
 
@@ -27,46 +28,46 @@ def test_claims_follow_markers_then_order():
     assert [c.citation_ids for c in claims("One. Two. Three.", [1, 2])] == [(1, 2)] * 3
 
 
-def test_real_answer_is_supported(engine):
-    r = engine.ask(CHIRCHIK)
+def test_real_answer_is_supported(sentence_engine):
+    r = sentence_engine.ask(CHIRCHIK)
     assert r.answerable and r.citations
-    threshold = engine.settings.min_support
+    threshold = sentence_engine.settings.min_support
     assert all(c.supported is True and c.support >= threshold for c in r.citations)
     assert r.support and all(s.supported for s in r.support)
     assert r.support[0].citation_ids == [r.citations[0].id]
 
 
-def test_citation_swapped_for_unrelated_chunk_is_flagged(engine):
-    r = engine.ask(CHIRCHIK)
+def test_citation_swapped_for_unrelated_chunk_is_flagged(sentence_engine):
+    r = sentence_engine.ask(CHIRCHIK)
     cited = r.citations[0]
     unrelated = [
         c
-        for _, c in engine.index.store.iter_chunks()
+        for _, c in sentence_engine.index.store.iter_chunks()
         if c.doc_id != UZBEK_DOC and "Chirchik" not in c.text
     ]
     assert len(unrelated) >= 10
     for chunk in unrelated:
         swapped = cited.model_copy(update={"quote": chunk.text, "chunk_id": chunk.id})
-        checked = engine.check_support(r.answer, [swapped])
+        checked = sentence_engine.check_support(r.answer, [swapped])
         assert checked.citations[0].supported is False, (chunk.id, checked.citations[0].support)
         assert checked.sentences[0].supported is False
 
 
-def test_short_answer_inside_its_quote_is_supported(engine):
-    r = engine.ask(CHIRCHIK)
-    checked = engine.check_support("molybdenum and tungsten", r.citations)
+def test_short_answer_inside_its_quote_is_supported(sentence_engine):
+    r = sentence_engine.ask(CHIRCHIK)
+    checked = sentence_engine.check_support("molybdenum and tungsten", r.citations)
     assert checked.citations[0].supported is True
 
 
-def test_check_can_be_turned_off(engine):
+def test_check_can_be_turned_off(sentence_engine):
     from rag.evaluation.retrieval import engine_variant
 
-    r = engine_variant(engine, verify_citations=False).ask(CHIRCHIK)
+    r = engine_variant(sentence_engine, verify_citations=False).ask(CHIRCHIK)
     assert r.support is None
     assert all(c.supported is None and c.support is None for c in r.citations)
     assert "verify" not in r.timings_ms
 
 
-def test_no_answer_no_check(engine):
+def test_no_answer_no_check(sentence_engine):
     out = check_support(None, [], lambda texts: pytest.fail("no embedding needed"), min_support=0.5)
     assert out.citations == [] and out.sentences == []

@@ -341,7 +341,9 @@
     if (reading) {
       append(box, [
         el("div", { class: "answer-head" }, el("h2", { id: "answer-title" }, "Answer"), confidence),
-        el("p", { class: "answer-text short-answer" }, response.answer || "",
+        el("p", { class: "answer-text" },
+          el("span", { class: "short-answer", title: "The span of the cited sentence that answers the question" },
+            response.answer || ""),
           " ", ...response.citations.map((c) => citationButton(c, String(c.id)))),
         ...response.citations.map((c) => el("p", { class: "quote" }, quoteNodes(c))),
         el("p", { class: "timing" }, timingLine(response, roundTrip)),
