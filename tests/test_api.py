@@ -453,7 +453,7 @@ def test_documents_added_and_deleted_while_questions_keep_being_answered(writer)
         assert r.status_code == 200, r.text
         assert r.json()["ids"] == [NEW_DOC["id"]] and r.json()["report"]["added"] == 1
         answer = ask(writer, NEW_QUESTION)
-        assert NEW_DOC["id"] in cited(answer) and "spodumene" in answer["answer"]
+        assert NEW_DOC["id"] in cited(answer) and "spodumene" in answer["citations"][0]["quote"]
         text = writer.get(f"/documents/{NEW_DOC['id']}").json()["text"]
         for c in answer["citations"]:
             if c["doc_id"] == NEW_DOC["id"]:
