@@ -172,10 +172,9 @@ class Engine:
         index = self.index  # one generation for the whole answer, even if a write swaps it
         passages = self.retrieve(question, k, filters, index=index, timings=timings, mode=mode)
         t = time.perf_counter()
-        reason = None
         if self.reader is not None and self.settings.answer_mode == "reader":
             s = self.settings
-            composed, reading, windows = read_answer(
+            composed, _, _ = read_answer(
                 question,
                 passages,
                 self.reader,
@@ -187,18 +186,11 @@ class Engine:
             answer_mode = "reader"
             citations = composed.citations
             support = answer_support(composed.answer, citations) if composed.answer else None
-            if not composed.answerable:
-                reason = _reader_reason(composed.confidence, s, passages, len(windows))
         else:
             composed = compose_answer(question, passages, min_score=self.settings.min_score)
             timings["compose"] = round((time.perf_counter() - t) * 1000, 3)
             answer_mode = "sentence"
             citations, support = composed.citations, None
-            if not composed.answerable:
-                reason = (
-                    f"the evidence score {composed.confidence:.2f} is under the threshold "
-                    f"{self.settings.min_score:.2f}: no passage covers the question well enough"
-                )
         if (
             answer_mode == "sentence"
             and self.settings.verify_citations
@@ -221,7 +213,7 @@ class Engine:
             timings_ms=timings,
             support=support,
             answer_mode=answer_mode,
-            reason=reason,
+            reason=composed.reason,
         )
 
     def check_support(
@@ -363,23 +355,6 @@ class Engine:
         old, self.index = self.index, index
         logger.info("now serving index generation %d (was %d)", index.generation, old.generation)
         # The old generation's readers may still be running; its files stay until pruned.
-
-
-def _reader_reason(confidence: float, settings: Settings, passages, n_windows: int) -> str:
-    if not passages:
-        return "no passage matched the question"
-    best = max((p.dense_score or 0.0) for p in passages)
-    if best < settings.min_dense:
-        return (
-            f"the best passage is too far from the question (cosine {best:.2f}, "
-            f"under {settings.min_dense:.2f})"
-        )
-    docs = len({p.doc_id for p in passages})
-    return (
-        f"the reader read {n_windows} window(s) of the best passages ({docs} document(s)) and "
-        f"found no answer: answerability {confidence:.2f}, under the threshold "
-        f"{settings.min_answerable:.2f}"
-    )
 
 
 def _configured_model(settings: Settings) -> str | None:

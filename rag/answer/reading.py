@@ -38,11 +38,16 @@ class ReadWindow:
 
 
 def reading_windows(
-    reader: Reader, question: str, passages: Sequence[Passage], n_windows: int
+    reader: Reader,
+    question: str,
+    passages: Sequence[Passage],
+    n_windows: int,
+    candidates: Sequence[Candidate] | None = None,
 ) -> list[ReadWindow]:
     """Up to `n_windows` stretches of the passages, each as long as the reader reads in one
-    window, around the best candidate sentences (best first, none over the same text)."""
-    ranked = score_candidates(question, sentence_candidates(passages))
+    window, around the best candidate sentences (best first, none over the same text).
+    `candidates`: the passages' sentence candidates, when the caller has them already."""
+    ranked = score_candidates(question, candidates or sentence_candidates(passages))
     room = _context_room(reader, question)
     out: list[ReadWindow] = []
     for c in ranked:
@@ -81,12 +86,9 @@ def _window_around(reader: Reader, passage: Passage, sentence_start: int, room: 
 
 
 @lru_cache(maxsize=2048)
-def _passage_tokens(tokenizer_id: int, text: str, reader: Reader) -> tuple[tuple[int, int], ...]:
-    return tuple(reader.tokenizer.encode(text, add_special_tokens=False).offsets)
-
-
 def _token_offsets(reader: Reader, text: str) -> tuple[tuple[int, int], ...]:
-    return _passage_tokens(id(reader.tokenizer), text, reader)
+    """The character span of each of the reader's tokens of a passage (passages recur)."""
+    return tuple(reader.tokenizer.encode(text, add_special_tokens=False).offsets)
 
 
 def _token_at(offsets: Sequence[tuple[int, int]], char: int) -> int:
@@ -117,14 +119,31 @@ def read_answer(
     `short_answer`, cited by the sentence(s) holding it; no answer when the reader's
     answerability is under `min_answerable` or the best passage's cosine under `min_dense`."""
     if not passages:
-        return ComposedAnswer(None, False, 0.0, []), None, []
-    windows = reading_windows(reader, question, passages, n_windows)
+        return (
+            ComposedAnswer(None, False, 0.0, [], reason="no passage matched the question"),
+            None,
+            [],
+        )
+    candidates = sentence_candidates(passages)
+    windows = reading_windows(reader, question, passages, n_windows, candidates)
     reading = reader.read(question, [w.passage.text[w.start : w.end] for w in windows])
     confidence = round(reading.answerable, 4)
     dense = max(_similarity(p) for p in passages)
     best = reading.best
-    if best is None or reading.answerable < min_answerable or dense < min_dense:
-        return ComposedAnswer(None, False, confidence, []), reading, windows
+    if dense < min_dense:
+        reason = (
+            f"the best passage is too far from the question (cosine {dense:.2f}, "
+            f"under {min_dense:.2f})"
+        )
+        return ComposedAnswer(None, False, confidence, [], reason=reason), reading, windows
+    if best is None or reading.answerable < min_answerable:
+        docs = len({p.doc_id for p in passages})
+        reason = (
+            f"the reader read {len(windows)} window(s) of the best passages ({docs} "
+            f"document(s)) and found no answer: answerability {confidence:.2f}, under the "
+            f"threshold {min_answerable:.2f}"
+        )
+        return ComposedAnswer(None, False, confidence, [], reason=reason), reading, windows
     window = windows[best.context]
     p = window.passage
     span_start, span_end = window.start + best.start, window.start + best.end
@@ -136,7 +155,7 @@ def read_answer(
         text=p.text[lo:hi],
         terms=frozenset(),
     )
-    ranked = sentence_candidates(passages)
+    ranked = candidates
     support = round(reading.context_answerable[best.context], 4)
     citation = Citation(
         id=1,

@@ -91,6 +91,7 @@ class ComposedAnswer:
     citations: list[Citation]
     short_answer: str | None = None
     answer_type: str | None = None
+    reason: str | None = None  # why it abstained
 
 
 def sentence_candidates(passages: Sequence[Passage]) -> list[Candidate]:
@@ -252,7 +253,13 @@ def compose_answer(
     dense = max((_similarity(p) for p in passages), default=0.0)
     confidence = confidence_score(dense, ranked[0].coverage) if ranked else dense
     if not ranked or confidence < min_score:
-        return ComposedAnswer(None, False, round(confidence, 4), [], answer_type=wanted)
+        reason = (
+            f"the evidence score {confidence:.2f} is under the threshold {min_score:.2f}: "
+            "no passage covers the question well enough"
+        )
+        return ComposedAnswer(
+            None, False, round(confidence, 4), [], answer_type=wanted, reason=reason
+        )
     chosen: list[Candidate] = []
     for c in ranked:
         if len(chosen) >= max_sentences:
