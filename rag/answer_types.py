@@ -229,3 +229,57 @@ def _name_runs(sentence: str) -> list[tuple[int, int]]:
             text = sentence[run[0][0] : run[-1][1]].rstrip(".'’")
             out.append((run[0][0], run[0][0] + len(text)))
     return out
+
+
+_TIME_UNIT = re.compile(
+    r"\b(?:years?|months?|weeks?|days?|hours?|minutes?|seconds?|decades?|centuries|century)\b",
+    re.IGNORECASE,
+)
+_TIME_WORD = re.compile(
+    r"\d|\b(?:years?|months?|weeks?|days?|decades?|century|centuries|era|age|period|reign|"
+    r"war|dynasty|times?|after|before|during|until|since|ago|later|earlier|early|late|now|"
+    r"today|tomorrow|yesterday|spring|summer|autumn|fall|winter|morning|evening|night|"
+    r"then|once|soon)\b",
+    re.IGNORECASE,
+)
+_COUNT_WORD = re.compile(
+    rf"\d|\b(?:{_NUMBER_WORD}|single|both|none|no|several|multiple|once|twice|dozen|couple|"
+    r"zero|first|second|third)\b",
+    re.IGNORECASE,
+)
+_ASKS_WHEN = re.compile(
+    r"^(?:when\b|(?:in |on |by |from |since |until )?(?:what|which) (?:year|years|date|day|"
+    r"month|century|decade)\b)",
+    re.IGNORECASE,
+)
+_ASKS_WHERE = re.compile(r"^(?:where|from where|to where)\b", re.IGNORECASE)
+_ASKS_COUNT = re.compile(r"^(?:.*\s)?how many\s+([a-z][\w-]*)", re.IGNORECASE)
+
+
+def type_mismatch(question: str, span: str, after: str = "") -> str | None:
+    """Why a short answer span cannot answer the question, judged by the question's leading
+    words, or None: a "when" question answered with no time in it, a "where" question
+    answered with a time or a bare number, a "how many X" answered with no count or with a
+    duration ("two years", or "two" followed by "years" in `after`, the text after the span)
+    when X is not a time unit. Only clear mismatches count: a "who" question may be answered
+    by "the dukes", so names are not checked."""
+    q = " ".join(question.replace("’", "'").split())
+    if _ASKS_WHEN.search(q):
+        return None if _TIME_WORD.search(span) or typed_spans(span, DATE) else "a time"
+    if _ASKS_WHERE.search(q):
+        words = _TOKEN_RE.findall(span)
+        timed = typed_spans(span, DATE) or (
+            words and all(_COUNT_WORD.fullmatch(w) or _NUMBER_WORD_RE.fullmatch(w) for w in words)
+        )
+        return "a place" if timed else None
+    counted = _ASKS_COUNT.search(q)
+    if counted:
+        if not _COUNT_WORD.search(span):
+            return "a count"
+        unit = _TIME_UNIT.search(span) or _TIME_UNIT.match(after.lstrip(" -"))
+        if unit and not _TIME_UNIT.search(counted.group(1)):
+            return f"a count of {counted.group(1)}"
+    return None
+
+
+_NUMBER_WORD_RE = re.compile(_NUMBER_WORD, re.IGNORECASE)

@@ -97,7 +97,7 @@ class Settings(BaseSettings):
         "extractive-QA model directory. Unset: the model shipped in the package.",
     )
     reader_windows: int = Field(
-        default=3,
+        default=2,
         ge=1,
         le=16,
         description="Windows the reader reads per question (about 128 tokens each), around "
@@ -110,6 +110,12 @@ class Settings(BaseSettings):
         description="Reader abstention threshold: below this probability that the passages "
         "read answer the question, the answer is 'not found' (calibrated on SQuAD 2.0 dev "
         "and the bundled tune split; eval/README.md, Reader).",
+    )
+    reader_type_check: bool = Field(
+        default=True,
+        description="Reader mode: abstain when the best span is clearly not what the question "
+        "asks for (a 'how many' answered by a duration, a 'when' with no time in it, a "
+        "'where' answered by a date).",
     )
     min_dense: float = Field(
         default=0.0,

@@ -181,6 +181,7 @@ class Engine:
                 min_answerable=s.min_answerable,
                 min_dense=s.min_dense,
                 n_windows=s.reader_windows,
+                type_check=s.reader_type_check,
             )
             timings["read"] = round((time.perf_counter() - t) * 1000, 3)
             answer_mode = "reader"

@@ -8,8 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from rag.answer.reader import DEFAULT_READER, Reader, ReaderUnavailable
+from rag.answer.reading import read_answer
 from rag.answer.windows import encode_windows, token_span
+from rag.answer_types import type_mismatch
 from rag.config import Settings
+from rag.models import Passage
 from tests.conftest import CHIRCHIK, UZBEK_DOC, write_corpus
 
 pytestmark = pytest.mark.skipif(not DEFAULT_READER.is_file(), reason="no shipped reader")
@@ -60,6 +63,38 @@ def test_windows_cover_the_context_within_the_length_and_map_spans_back(reader):
     assert token_span(windows[0], len(context) - 5, len(context)) is None  # not in window 0
 
 
+# answer types (pure)
+
+
+@pytest.mark.parametrize(
+    ("question", "span", "after", "mismatch"),
+    [
+        ("How many councillors voted against?", "two years", "", "a count of councillors"),
+        (
+            "How many councillors voted against?",
+            "two",
+            " years of debate",
+            "a count of councillors",
+        ),
+        ("How many councillors voted against?", "three", " voted against", None),
+        ("How many years did the debate last?", "two years", "", None),
+        ("How many outputs does it have?", "single", "", None),
+        ("How many outputs does it have?", "every", " input", "a count"),
+        ("When was the Duchy of Normandy founded?", "911", "", None),
+        ("When was the Duchy of Normandy founded?", "the 880s", "", None),
+        ("On what day did the talks take place?", "Monday", "", None),
+        ("When will Uzbekistan join?", "take too long", "", "a time"),
+        ("Where will the summit be held?", "next year", "", "a place"),
+        ("Where will the summit be held?", "in Seoul", "", None),
+        ("Where can the classes be located?", "between P and PSPACE", "", None),
+        ("Who used the church to unify themselves?", "the dukes", "", None),  # names not checked
+        ("Who was the leader when the Franks entered the valley?", "Oursel", "", None),
+    ],
+)
+def test_an_answer_clearly_of_the_wrong_type_is_named(question, span, after, mismatch):
+    assert type_mismatch(question, span, after) == mismatch
+
+
 # the model
 
 
@@ -70,6 +105,52 @@ def test_the_reader_finds_the_span_and_judges_passages(reader):
     assert ANSWER_SENTENCE[reading.best.start : reading.best.end] == reading.best.text
     no, yes = reading.context_answerable
     assert yes >= 0.5 > no, reading.context_answerable  # on topic, same names, no answer: low
+
+
+def test_a_window_reads_the_same_whatever_else_is_read(reader):
+    # int8 activations are quantised per input tensor: read in one batch, the other window
+    # would move this one's logits
+    alone = reader.read(CHIRCHIK, [ANSWER_SENTENCE])
+    together = reader.read(CHIRCHIK, [ANSWER_SENTENCE, ON_TOPIC_NO_ANSWER * 2])
+    assert together.context_best[0] == alone.context_best[0]
+    assert together.context_answerable[0] == alone.context_answerable[0]
+
+
+def test_windows_read_for_a_question_are_not_over_the_same_text(reader_engine):
+    from rag.answer.reading import reading_windows
+
+    passages = reader_engine.retrieve(CHIRCHIK)
+    windows = reading_windows(reader_engine.reader, CHIRCHIK, passages, 3)
+    assert len(windows) == 3
+    for i, a in enumerate(windows):
+        for b in windows[i + 1 :]:
+            if a.passage.chunk_id == b.passage.chunk_id:
+                overlap = min(a.end, b.end) - max(a.start, b.start)
+                assert overlap < 0.8 * (b.end - b.start), (a, b)
+
+
+def test_a_count_answered_by_a_duration_is_an_abstention_that_says_so(reader):
+    text = (
+        "The town council debated the river bridge for two years. On Tuesday it approved the "
+        "plan, and construction starts in May."
+    )
+    passage = Passage(
+        rank=1,
+        chunk_id="c:0",
+        doc_id="c",
+        title="Bridge",
+        start=0,
+        end=len(text),
+        text=text,
+        score=1.0,
+        dense_score=0.6,
+    )
+    question = "How many councillors voted against the bridge?"
+    unchecked, _, _ = read_answer(question, [passage], reader, min_answerable=0.0, type_check=False)
+    assert unchecked.answer and "two" in unchecked.answer  # what the reader alone says
+    checked, _, _ = read_answer(question, [passage], reader, min_answerable=0.0)
+    assert checked.answer is None and not checked.citations
+    assert "count of councillors" in checked.reason and "two" in checked.reason
 
 
 def test_a_corrupt_or_missing_reader_file_is_a_clear_error(tmp_path):

@@ -37,6 +37,7 @@ CONFIG_KEY = "rag.reader_config"
 
 MAX_ANSWER_TOKENS = 30  # SQuAD's answers are nearly all shorter
 N_BEST = 20  # start and end candidates per window
+N_SPANS = 20  # spans kept per question, best first (for choosing by answer type)
 
 
 class ReaderUnavailable(RuntimeError):
@@ -62,6 +63,8 @@ class Reading:
     context_answerable: list[float] = field(default_factory=list)
     n_windows: int = 0
     n_tokens: int = 0
+    # the best spans across all windows, best first, no two alike (`best` is the first)
+    spans: list[Span] = field(default_factory=list)
 
 
 def set_metadata(proto, tokenizer_json: str, config: dict) -> None:
@@ -161,16 +164,21 @@ class Reader:
                 owner.append(c)
         if not windows:
             return Reading(None, -math.inf, 0.0)
-        ids, mask, types = pad(windows, self.pad_id)
-        start, end, answerable = self.backend.run(ids, mask, types)
+        start, end, answerable, n_tokens = self._run(windows)
         best_of: list[Span | None] = [None] * len(contexts)
         context_p = [0.0] * len(contexts)
         null = math.inf
+        ranked: dict[tuple[int, int, int], Span] = {}
         for row, w in enumerate(windows):
             c = owner[row]
             null = min(null, float(start[row, 0] + end[row, 0]))
             p = sigmoid(float(answerable[row])) if answerable is not None else None
             spans = best_window_spans(w, start[row], end[row], max_tokens=max_answer_tokens)
+            for score, i, j in spans[:N_SPANS]:
+                lo, hi = w.offsets[i][0], w.offsets[j][1]
+                known = ranked.get((c, lo, hi))
+                if known is None or score > known.score:
+                    ranked[(c, lo, hi)] = Span(c, lo, hi, contexts[c][lo:hi], score)
             if spans:
                 score, i, j = spans[0]
                 lo, hi = w.offsets[i][0], w.offsets[j][1]
@@ -188,8 +196,25 @@ class Reader:
             context_best=best_of,
             context_answerable=context_p,
             n_windows=len(windows),
-            n_tokens=int(mask.sum()),
+            n_tokens=n_tokens,
+            spans=sorted(ranked.values(), key=lambda s: -s.score)[:N_SPANS],
         )
+
+    def _run(self, windows: Sequence[Window]):
+        """Start and end logits (windows x tokens, -inf past a window's end), answerability
+        logits (or None) and the tokens read. An int8 model quantises its activations with
+        one scale per input tensor, so a window read in a batch scores differently from the
+        same window read alone (logits moved by up to 1.7 here): each window is read alone,
+        so an answer never depends on what else was read. On CPU it costs the same."""
+        runs = [self.backend.run(*pad([w], self.pad_id)) for w in windows]
+        width = max(len(w.input_ids) for w in windows)
+        start = np.full((len(windows), width), -np.inf, dtype=np.float32)
+        end = np.full((len(windows), width), -np.inf, dtype=np.float32)
+        for row, (s, e, _) in enumerate(runs):
+            start[row, : s.shape[1]] = s[0]
+            end[row, : e.shape[1]] = e[0]
+        answerable = None if runs[0][2] is None else np.array([float(a[0]) for _, _, a in runs])
+        return start, end, answerable, sum(len(w.input_ids) for w in windows)
 
 
 class _OnnxBackend:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rag.answer.reader import Reader, Reading
+from rag.answer.reader import Reader, Reading, Span
 from rag.answer.sentences import (
     Candidate,
     ComposedAnswer,
@@ -27,6 +27,7 @@ from rag.answer.sentences import (
     score_candidates,
     sentence_candidates,
 )
+from rag.answer_types import type_mismatch
 from rag.models import Citation, Passage, SentenceSupport
 
 
@@ -54,12 +55,21 @@ def reading_windows(
         if len(out) >= n_windows:
             break
         lo, hi = c.start - c.passage.start, c.end - c.passage.start
-        if any(
-            w.passage.chunk_id == c.passage.chunk_id and w.start <= lo and hi <= w.end for w in out
-        ):
+        if any(_same_text(w, c.passage, lo, hi) for w in out):
             continue  # already read
-        out.append(_window_around(reader, c.passage, lo, room))
+        window = _window_around(reader, c.passage, lo, room)
+        if any(_same_text(w, c.passage, window.start, window.end) for w in out):
+            continue  # a window over mostly the same text (near the passage's end)
+        out.append(window)
     return out
+
+
+def _same_text(window: ReadWindow, passage: Passage, start: int, end: int) -> bool:
+    """Whether `window` already covers most of passage text [start, end)."""
+    if window.passage.chunk_id != passage.chunk_id:
+        return False
+    overlap = min(end, window.end) - max(start, window.start)
+    return overlap >= 0.8 * (end - start)
 
 
 def _context_room(reader: Reader, question: str) -> int:
@@ -106,6 +116,22 @@ def _word_start(offsets: Sequence[tuple[int, int]], i: int) -> int:
     return i
 
 
+def typed_span(
+    question: str, spans: Sequence[Span], contexts: Sequence[str]
+) -> tuple[Span | None, str | None]:
+    """The best span, or None and why when it is clearly not what the question asks for
+    (`answer_types.type_mismatch`: a count answered by a duration, a date by a noun).
+    `contexts`: the texts the spans were read from."""
+    if not spans:
+        return None, None
+    best = spans[0]
+    after = contexts[best.context][best.end : best.end + 24]
+    wanted = type_mismatch(question, best.text, after)
+    if wanted is None:
+        return best, None
+    return None, f"the question asks for {wanted} and the best span read, {best.text!r}, is not one"
+
+
 def read_answer(
     question: str,
     passages: Sequence[Passage],
@@ -114,6 +140,7 @@ def read_answer(
     min_answerable: float,
     min_dense: float = 0.0,
     n_windows: int = 3,
+    type_check: bool = True,
 ) -> tuple[ComposedAnswer, Reading | None, list[ReadWindow]]:
     """The reader's answer to `question` from `passages`: the best span as `answer` and
     `short_answer`, cited by the sentence(s) holding it; no answer when the reader's
@@ -126,17 +153,20 @@ def read_answer(
         )
     candidates = sentence_candidates(passages)
     windows = reading_windows(reader, question, passages, n_windows, candidates)
-    reading = reader.read(question, [w.passage.text[w.start : w.end] for w in windows])
+    texts = [w.passage.text[w.start : w.end] for w in windows]
+    reading = reader.read(question, texts)
     confidence = round(reading.answerable, 4)
     dense = max(_similarity(p) for p in passages)
-    best = reading.best
+    best, mismatch = reading.best, None
+    if type_check:
+        best, mismatch = typed_span(question, reading.spans, texts)
     if dense < min_dense:
         reason = (
             f"the best passage is too far from the question (cosine {dense:.2f}, "
             f"under {min_dense:.2f})"
         )
         return ComposedAnswer(None, False, confidence, [], reason=reason), reading, windows
-    if best is None or reading.answerable < min_answerable:
+    if reading.best is None or reading.answerable < min_answerable:
         docs = len({p.doc_id for p in passages})
         reason = (
             f"the reader read {len(windows)} window(s) of the best passages ({docs} "
@@ -144,6 +174,8 @@ def read_answer(
             f"threshold {min_answerable:.2f}"
         )
         return ComposedAnswer(None, False, confidence, [], reason=reason), reading, windows
+    if best is None:
+        return ComposedAnswer(None, False, confidence, [], reason=mismatch), reading, windows
     window = windows[best.context]
     p = window.passage
     span_start, span_end = window.start + best.start, window.start + best.end
