@@ -53,7 +53,10 @@ def test_huge_question_is_refused(engine):
 def test_odd_but_valid_questions_work(engine):
     for q in ["🙂 molybdenum?", "tungsten\x00\x07 Chirchik", "x" * 1500, "Ünïcödé Çhîrçhîk"]:
         r = engine.ask(q)
-        assert isinstance(r.answerable, bool)
+        if r.answerable:  # an answer is cited by a sentence that holds it
+            assert r.answer and r.citations and r.answer in r.citations[0].quote, r
+        else:  # a refusal says why and cites nothing
+            assert r.answer is None and not r.citations and r.reason, r
 
 
 def test_repeated_questions_reuse_the_cached_embedding(embedder, monkeypatch):
