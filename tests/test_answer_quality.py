@@ -6,7 +6,7 @@ import pytest
 
 from index import Document
 from rag.answer import question_terms, sentence_candidates, short_answer
-from rag.answer_types import DATE, MONEY, NAME, NUMBER, PERCENT, PLACE, expected_type, typed_spans
+from rag.answer.types import DATE, MONEY, NAME, NUMBER, PERCENT, PLACE, expected_type, typed_spans
 from rag.engine import Engine
 from rag.indexing import build_index
 from rag.models import Passage

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from rag.answer.reader import DEFAULT_READER, Reader, ReaderUnavailable
 from rag.answer.reading import read_answer
+from rag.answer.types import type_mismatch
 from rag.answer.windows import encode_windows, token_span
-from rag.answer_types import type_mismatch
 from rag.config import Settings
 from rag.models import Passage
 from tests.conftest import CHIRCHIK, UZBEK_DOC, write_corpus

@@ -27,7 +27,7 @@ from rag.answer.sentences import (
     score_candidates,
     sentence_candidates,
 )
-from rag.answer_types import type_mismatch
+from rag.answer.types import type_mismatch
 from rag.models import Citation, Passage, SentenceSupport
 
 
@@ -120,7 +120,7 @@ def typed_span(
     question: str, spans: Sequence[Span], contexts: Sequence[str]
 ) -> tuple[Span | None, str | None]:
     """The best span, or None and why when it is clearly not what the question asks for
-    (`answer_types.type_mismatch`: a count answered by a duration, a date by a noun).
+    (`types.type_mismatch`: a count answered by a duration, a date by a noun).
     `contexts`: the texts the spans were read from."""
     if not spans:
         return None, None

@@ -6,7 +6,7 @@ other documents' near-duplicate sentences as corroboration rather than citing th
 Pure: passages in, `ComposedAnswer` out. No model runs here, so the query path stays at one
 embedding. A sentence's score combines how much of the question it covers (words weighted by
 rarity among the candidate sentences), its passage's retrieval evidence, and whether it holds
-an answer of the type the question asks for (`rag/answer_types.py`). The confidence compared
+an answer of the type the question asks for (`rag/answer/types.py`). The confidence compared
 with the abstention threshold is the mean of the best passage's cosine similarity and the
 chosen sentence's coverage. Choices and measurements: eval/README.md, "Answers".
 """
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from rag.answer_types import (
+from rag.answer.types import (
     DATE,
     MONEY,
     NUMBER,
