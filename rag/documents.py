@@ -40,8 +40,9 @@ class Skipped:
 
 
 def skipped_counts(skipped: Iterable[Skipped]) -> dict[str, int]:
-    """How many files were skipped for each reason, most frequent first."""
-    return dict(Counter(s.reason.value for s in skipped).most_common())
+    """How many files were skipped for each reason, most frequent first (ties by name)."""
+    counts = Counter(s.reason.value for s in skipped)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def load_corpus(
