@@ -3,7 +3,7 @@ in a legacy encoding. Pure functions of a file's bytes; a file that cannot be re
 `Unreadable` with a reason the loader counts (`rag index` prints them).
 
 PDF text comes from pypdf (eval/README.md, "PDF text": it read a real PDF's order better
-than pdfminer.six, 2-8x faster, BSD-licensed, no dependencies). Lines repeated at the top or
+than pdfminer.six, 2-10x faster, BSD-licensed, no dependencies). Lines repeated at the top or
 bottom of pages (running headers, footers, page numbers) are dropped, and lines wrapped at
 the right margin are joined again, so that sentences are whole.
 """
