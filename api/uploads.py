@@ -1,5 +1,6 @@
 """Documents from a POST /documents body: JSON fields, or uploaded files in the formats
-`rag index` reads. Everything is checked before anything is written."""
+`rag index` reads (the same parser). Everything is checked before anything is written: a
+file `rag index` would skip is refused, 415 for its type and 422 for its content."""
 
 from __future__ import annotations
 
@@ -10,14 +11,8 @@ from api.errors import InvalidDocuments, PayloadTooLarge, UnsupportedMediaType
 from api.schemas import DocumentsIn, check_document_id
 from index import Document
 from rag.cleaning import parse_date
-from rag.documents import (
-    SUPPORTED_SUFFIXES,
-    document_from_fields,
-    parse_html,
-    parse_jsonl,
-    parse_markdown,
-    parse_text,
-)
+from rag.documents import SUPPORTED_SUFFIXES, document_from_fields, parse_bytes
+from rag.formats import SkipReason, Unreadable
 from rag.models import valid_unicode
 
 
@@ -57,26 +52,14 @@ def _parse_file(file: UploadedFile) -> list[Document]:
     if suffix not in SUPPORTED_SUFFIXES:
         kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
         raise UnsupportedMediaType(f"{name!r}: unsupported file type; send one of {kinds}")
-    if b"\x00" in file.content[:8192]:
-        raise InvalidDocuments(f"{name!r} is binary, not text")
     try:
-        content = file.content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidDocuments(f"{name!r} is not UTF-8 text") from None
-    doc_id = PurePosixPath(name).stem
-    source = f"upload:{name}"
-    if suffix == ".jsonl":
-        documents = list(parse_jsonl(content, default_id=doc_id, source=source))
-    elif suffix in {".html", ".htm"}:
-        documents = [parse_html(content, doc_id=doc_id, source=source)]
-    elif suffix in {".md", ".markdown"}:
-        documents = [parse_markdown(content, doc_id=doc_id, source=source)]
-    else:
-        documents = [parse_text(content, doc_id=doc_id, source=source)]
-    documents = [d for d in documents if d is not None and d.text.strip()]
-    if not documents:
-        raise InvalidDocuments(f"{name!r} has no text left after cleaning")
-    return documents
+        return parse_bytes(
+            file.content, suffix=suffix, doc_id=PurePosixPath(name).stem, source=f"upload:{name}"
+        )
+    except Unreadable as exc:
+        if exc.reason is SkipReason.UNSUPPORTED:
+            raise UnsupportedMediaType(f"{name!r}: {exc}") from None
+        raise InvalidDocuments(f"{name!r}: {exc}") from None
 
 
 def _check_count(n: int, max_documents: int) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -17,10 +19,18 @@ class Document:
     date: str | None = None  # ISO 8601 date (YYYY-MM-DD) when known
     url: str | None = None
     source: str | None = None  # path or origin it was loaded from
+    # Paged formats (PDF): the offset in `text` where each page starts, page 1 first (0).
+    pages: tuple[int, ...] | None = None
 
     @property
     def content_hash(self) -> str:
-        return content_hash(self.title, self.date or "", self.text)
+        parts = [self.title, self.date or "", self.text]
+        if self.pages:  # unpaged documents keep the hash they had before pages existed
+            parts.append(",".join(map(str, self.pages)))
+        return content_hash(*parts)
+
+    def page_at(self, offset: int) -> int | None:
+        return page_at(self.pages, offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +44,19 @@ class Chunk:
     end: int
     text: str
     n_tokens: int
+    page: int | None = None  # 1-based page of `start` in a paged document
 
     @property
     def vector_id(self) -> int:
         return vector_id(self.id)
+
+
+def page_at(pages: Sequence[int] | None, offset: int) -> int | None:
+    """The 1-based page holding character `offset`, given each page's start offset; None for
+    an unpaged document."""
+    if not pages:
+        return None
+    return max(1, bisect.bisect_right(pages, offset))
 
 
 def chunk_id(doc_id: str, ordinal: int) -> str:

@@ -2,10 +2,15 @@
 
 A generation's store is never modified after it is written, so readers open it
 read-only and immutable (no locks), one connection per thread.
+
+Its schema version is SQLite's `user_version`: 0 is the first one; 2 added page numbers
+(`documents.pages`, `chunks.page`). A reader reads every older version as it is (no page
+numbers), so indexes built before stay readable, and refuses a newer one.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -13,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.errors import IndexCorrupt, UnknownChunk, UnknownDocument
+from index.errors import IndexCorrupt, IndexMismatch, UnknownChunk, UnknownDocument
 from index.records import Chunk, Document
 
 SCHEMA = """
@@ -25,7 +30,8 @@ CREATE TABLE documents (
     source TEXT,
     text TEXT NOT NULL,
     content_hash TEXT NOT NULL,
-    n_chunks INTEGER NOT NULL
+    n_chunks INTEGER NOT NULL,
+    pages TEXT  -- JSON list of each page's start offset in text; NULL when unpaged
 );
 CREATE TABLE chunks (
     vector_id INTEGER PRIMARY KEY,
@@ -35,13 +41,19 @@ CREATE TABLE chunks (
     start INTEGER NOT NULL,
     "end" INTEGER NOT NULL,
     text TEXT NOT NULL,
-    n_tokens INTEGER NOT NULL
+    n_tokens INTEGER NOT NULL,
+    page INTEGER
 );
 CREATE INDEX chunks_by_doc ON chunks(doc_id, ordinal);
 CREATE INDEX documents_by_date ON documents(date);
 """
 
-_CHUNK_COLUMNS = 'id, doc_id, ordinal, start, "end", text, n_tokens'
+SCHEMA_VERSION = 2
+PAGES_VERSION = 2  # the first version with page numbers
+
+_CHUNK_COLUMNS = 'id, doc_id, ordinal, start, "end", text, n_tokens, page'
+# what a store older than PAGES_VERSION has instead: no page column
+_OLD_CHUNK_COLUMNS = 'id, doc_id, ordinal, start, "end", text, n_tokens, NULL'
 
 # Chunks read by vector id, kept per store: a generation never changes, and every question
 # reads its candidates (about a hundred) again. ~1 kB each.
@@ -78,6 +90,7 @@ class StoreWriter:
         self.path = path
         self.conn = sqlite3.connect(path)
         self.conn.executescript(SCHEMA)
+        self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def add(self, documents: Iterable[Document], chunks: Iterable[Chunk]) -> None:
         chunks = list(chunks)
@@ -86,7 +99,7 @@ class StoreWriter:
             counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
         try:
             self.conn.executemany(
-                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
                         d.id,
@@ -97,14 +110,26 @@ class StoreWriter:
                         d.text,
                         d.content_hash,
                         counts.get(d.id, 0),
+                        json.dumps(list(d.pages)) if d.pages else None,
                     )
                     for d in documents
                 ),
             )
             self.conn.executemany(
-                f"INSERT INTO chunks (vector_id, {_CHUNK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO chunks (vector_id, {_CHUNK_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    (c.vector_id, c.id, c.doc_id, c.ordinal, c.start, c.end, c.text, c.n_tokens)
+                    (
+                        c.vector_id,
+                        c.id,
+                        c.doc_id,
+                        c.ordinal,
+                        c.start,
+                        c.end,
+                        c.text,
+                        c.n_tokens,
+                        c.page,
+                    )
                     for c in chunks
                 ),
             )
@@ -126,12 +151,12 @@ class StoreWriter:
             return []
         marks = ",".join("?" * len(vector_ids))
         rows = self.conn.execute(
-            f'SELECT c.id, c.doc_id, c.ordinal, c.start, c."end", c.text, c.n_tokens, '
+            f'SELECT c.id, c.doc_id, c.ordinal, c.start, c."end", c.text, c.n_tokens, c.page, '
             f"d.title, d.date FROM chunks c JOIN documents d ON d.id = c.doc_id "
             f"WHERE c.vector_id IN ({marks})",
             [int(v) for v in vector_ids],
         ).fetchall()
-        return [(Chunk(*row[:7]), row[7], row[8]) for row in rows]
+        return [(Chunk(*row[:8]), row[8], row[9]) for row in rows]
 
     def texts(self) -> tuple[list[int], list[str]]:
         """(vector ids, texts) of every chunk, for the BM25 index."""
@@ -155,8 +180,16 @@ class ChunkStore:
         self._chunks_lock = threading.Lock()
         try:
             self._conn().execute("SELECT count(*) FROM chunks").fetchone()
+            self.version = int(self._conn().execute("PRAGMA user_version").fetchone()[0])
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(f"chunk store {path} is unreadable: {exc}") from exc
+        if self.version > SCHEMA_VERSION:
+            raise IndexMismatch(
+                f"chunk store {path} has schema version {self.version}; this version reads "
+                f"up to {SCHEMA_VERSION}. Upgrade rag-cited or rebuild with `rag index --rebuild`."
+            )
+        self._paged = self.version >= PAGES_VERSION
+        self._chunk_columns = _CHUNK_COLUMNS if self._paged else _OLD_CHUNK_COLUMNS
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -177,7 +210,7 @@ class ChunkStore:
     def get_chunk(self, chunk_id: str) -> Chunk:
         row = (
             self._conn()
-            .execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id = ?", (chunk_id,))
+            .execute(f"SELECT {self._chunk_columns} FROM chunks WHERE id = ?", (chunk_id,))
             .fetchone()
         )
         if row is None:
@@ -201,7 +234,7 @@ class ChunkStore:
         rows = (
             self._conn()
             .execute(
-                f"SELECT vector_id, {_CHUNK_COLUMNS} FROM chunks WHERE vector_id IN ({marks})",
+                f"SELECT vector_id, {self._chunk_columns} FROM chunks WHERE vector_id IN ({marks})",
                 missing,
             )
             .fetchall()
@@ -218,7 +251,8 @@ class ChunkStore:
         rows = (
             self._conn()
             .execute(
-                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE doc_id = ? ORDER BY ordinal", (doc_id,)
+                f"SELECT {self._chunk_columns} FROM chunks WHERE doc_id = ? ORDER BY ordinal",
+                (doc_id,),
             )
             .fetchall()
         )
@@ -239,23 +273,36 @@ class ChunkStore:
 
     def iter_chunks(self) -> Iterator[tuple[int, Chunk]]:
         cursor = self._conn().execute(
-            f"SELECT vector_id, {_CHUNK_COLUMNS} FROM chunks ORDER BY doc_id, ordinal"
+            f"SELECT vector_id, {self._chunk_columns} FROM chunks ORDER BY doc_id, ordinal"
         )
         for row in cursor:
             yield row[0], Chunk(*row[1:])
 
     # documents
     def get_document(self, doc_id: str) -> Document:
+        pages = "pages" if self._paged else "NULL"
         row = (
             self._conn()
             .execute(
-                "SELECT id, text, title, date, url, source FROM documents WHERE id = ?", (doc_id,)
+                f"SELECT id, text, title, date, url, source, {pages} FROM documents WHERE id = ?",
+                (doc_id,),
             )
             .fetchone()
         )
         if row is None:
             raise UnknownDocument(doc_id)
-        return Document(*row)
+        return Document(*row[:6], pages=_pages(row[6]))
+
+    def pages_of(self, doc_ids: list[str]) -> dict[str, tuple[int, ...]]:
+        """Each paged document's page start offsets, by id (unpaged ones are left out)."""
+        if not self._paged or not doc_ids:
+            return {}
+        rows = self._conn().execute(
+            f"SELECT id, pages FROM documents WHERE pages IS NOT NULL AND id IN "
+            f"({','.join('?' * len(doc_ids))})",
+            doc_ids,
+        )
+        return {doc_id: _pages(pages) for doc_id, pages in rows}
 
     def get_summary(self, doc_id: str) -> DocumentSummary:
         rows = self.summaries(ids=[doc_id])
@@ -312,3 +359,7 @@ class ChunkStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _pages(value: str | None) -> tuple[int, ...] | None:
+    return tuple(json.loads(value)) if value else None

@@ -2,18 +2,21 @@
 
 `chunk_text` is pure: for every chunk, `text[chunk.start:chunk.end] == chunk.text`.
 Sentences are never split unless one alone exceeds the token limit; overlap repeats
-whole trailing sentences of the previous chunk.
+whole trailing sentences of the previous chunk. In a paged document (PDF) a chunk holds
+one page's sentences: it reaches into the next page only through a sentence that does, and
+overlap never repeats the previous page.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import tiktoken
 
-from index.records import Chunk, chunk_id
+from index.records import Chunk, chunk_id, page_at
 
 # Abbreviations after which a period does not end a sentence.
 _ABBREVIATIONS = frozenset(
@@ -180,9 +183,16 @@ class TokenCounter:
         return [t for t in (_trim(text, p) for p in pieces) if t.end > t.start]
 
 
-def chunk_spans(text: str, count: TokenCounter, max_tokens: int, overlap: int) -> list[Span]:
+def chunk_spans(
+    text: str,
+    count: TokenCounter,
+    max_tokens: int,
+    overlap: int,
+    pages: Sequence[int] | None = None,
+) -> list[Span]:
     """Pack sentences into spans of at most `max_tokens` tokens, overlapping by up to `overlap`
-    tokens of whole sentences."""
+    tokens of whole sentences. With `pages` (each page's start offset), the sentences of a
+    span all start on the same page."""
     if max_tokens < 1:
         raise ValueError("max_tokens must be positive")
     overlap = max(0, min(overlap, max_tokens // 2))
@@ -192,18 +202,28 @@ def chunk_spans(text: str, count: TokenCounter, max_tokens: int, overlap: int) -
             units.extend(count.split(text, sentence.start, sentence.end, max_tokens))
         else:
             units.append(sentence)
+    page = [page_at(pages, u.start) for u in units]
     spans: list[Span] = []
     i = 0
     while i < len(units):
         j = i + 1  # one unit always fits
-        while j < len(units) and count(text[units[i].start : units[j].end]) <= max_tokens:
+        while (
+            j < len(units)
+            and page[j] == page[i]
+            and count(text[units[i].start : units[j].end]) <= max_tokens
+        ):
             j += 1
         spans.append(Span(units[i].start, units[j - 1].end))
         if j >= len(units):
             break
-        # Step back over trailing sentences worth at most `overlap` tokens, always advancing.
+        # Step back over trailing sentences worth at most `overlap` tokens, always advancing,
+        # and only over sentences of the page the next span starts on.
         back = j
-        while back - 1 > i and count(text[units[back - 1].start : units[j - 1].end]) <= overlap:
+        while (
+            back - 1 > i
+            and page[back - 1] == page[j]
+            and count(text[units[back - 1].start : units[j - 1].end]) <= overlap
+        ):
             back -= 1
         i = back if back < j else j
     return spans
@@ -216,7 +236,9 @@ def chunk_text(
     max_tokens: int = 128,
     overlap: int = 32,
     encoding: str = "cl100k_base",
+    pages: Sequence[int] | None = None,
 ) -> list[Chunk]:
+    """The chunks of a document's text; `pages`: its page start offsets, when it has pages."""
     count = TokenCounter(get_encoding(encoding))
     return [
         Chunk(
@@ -227,6 +249,7 @@ def chunk_text(
             end=span.end,
             text=text[span.start : span.end],
             n_tokens=count(text[span.start : span.end]),
+            page=page_at(pages, span.start),
         )
-        for n, span in enumerate(chunk_spans(text, count, max_tokens, overlap))
+        for n, span in enumerate(chunk_spans(text, count, max_tokens, overlap, pages))
     ]

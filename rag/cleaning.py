@@ -151,10 +151,9 @@ def _looks_like_name(line: str) -> bool:
     return 1 <= len(words) <= 3 and all(w[:1].isupper() and w.isalpha() for w in words)
 
 
-def clean_article(raw: str, *, title: str | None = None, date_hint: str | None = None) -> Cleaned:
-    """Clean a scraped article. `title`/`date_hint` come from metadata when the source has it."""
+def _paragraph_lines(raw: str) -> list[tuple[str, bool]]:
+    """The text's lines without furniture, each with whether a blank line came before it."""
     lines = _join_broken_words(normalize(raw).split("\n"))
-    # Keep paragraph structure: remember which lines followed a blank line.
     paragraphs: list[tuple[str, bool]] = []
     blank_before = False
     for line in lines:
@@ -164,6 +163,28 @@ def clean_article(raw: str, *, title: str | None = None, date_hint: str | None =
         if not is_boilerplate(line):
             paragraphs.append((line, blank_before))
         blank_before = False
+    return paragraphs
+
+
+def _joined(lines: list[tuple[str, bool]]) -> str:
+    parts: list[str] = []
+    for j, (line, blank) in enumerate(lines):
+        if j:
+            parts.append("\n\n" if blank else "\n")
+        parts.append(line)
+    return "".join(parts)
+
+
+def clean_body(raw: str) -> str:
+    """Clean text that is not an article's start (a PDF's later pages): normalized, furniture
+    lines dropped, paragraphs kept; no title, byline or date rules."""
+    return _joined(_paragraph_lines(raw))
+
+
+def clean_article(raw: str, *, title: str | None = None, date_hint: str | None = None) -> Cleaned:
+    """Clean a scraped article. `title`/`date_hint` come from metadata when the source has it."""
+    # Keep paragraph structure: remember which lines followed a blank line.
+    paragraphs = _paragraph_lines(raw)
 
     body_start = next(
         (i for i, (line, _) in enumerate(paragraphs) if _word_count(line) >= BODY_MIN_WORDS),
@@ -200,12 +221,7 @@ def clean_article(raw: str, *, title: str | None = None, date_hint: str | None =
                 continue  # a bare author name
         keep.append((line, blank))
 
-    parts: list[str] = []
-    for j, (line, blank) in enumerate(keep):
-        if j:
-            parts.append("\n\n" if blank else "\n")
-        parts.append(line)
-    text = "".join(parts)
+    text = _joined(keep)
     return Cleaned(text=text, title=found_title or fallback_title(text), date=found_date)
 
 

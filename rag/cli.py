@@ -144,6 +144,9 @@ def main(ctx: click.Context, verbose: int) -> None:
     help="Let DIRECTORY replace an index that holds another folder's documents (or documents "
     "added through the API).",
 )
+@click.option(
+    "-v", "--verbose", "list_skipped", is_flag=True, help="List the skipped files and why."
+)
 @store_options
 @json_option
 @click.pass_context
@@ -157,6 +160,7 @@ def index_command(
     chunk_overlap: int | None,
     rebuild: bool,
     replace: bool,
+    list_skipped: bool,
     as_json: bool,
     store: str | None = None,
     milvus_uri: str | None = None,
@@ -164,14 +168,17 @@ def index_command(
 ) -> None:
     """Build or update the index of DIRECTORY (default: the bundled corpus).
 
-    The index then holds exactly the documents of DIRECTORY; unchanged documents keep
-    their embeddings. An index that holds another folder's documents is left alone unless
-    --replace says to replace them.
+    Reads .txt .md .html .htm .jsonl (text in any encoding), .pdf (with page numbers) and
+    .docx. The index then holds exactly the documents of DIRECTORY; unchanged documents
+    keep their embeddings. An index that holds another folder's documents is left alone
+    unless --replace says to replace them. Files that cannot be read are skipped and
+    counted by reason; -v lists them.
     """
     from index import IndexCorrupt, IndexMismatch, IndexNotFound
-    from rag.documents import iter_corpus
+    from rag.documents import Skipped, iter_corpus
     from rag.embedding import Embedder
     from rag.indexing import build_index, load_index
+    from rag.models import SkippedFile
 
     settings = _settings(
         ctx,
@@ -185,7 +192,8 @@ def index_command(
     )
     directory = directory or settings.corpus_dir
     # Streamed: documents are read, chunked, embedded and written batch by batch.
-    documents = iter_corpus(directory, max_file_bytes=settings.max_file_bytes)
+    skipped: list[Skipped] = []  # filled while the documents are read
+    documents = iter_corpus(directory, max_file_bytes=settings.max_file_bytes, skipped=skipped)
     base = None
     try:
         base = load_index(settings)
@@ -201,6 +209,8 @@ def index_command(
     _, report = build_index(
         settings, embedder, documents, base=base, replace_all=True, source=directory
     )
+    listed = [SkippedFile(path=f.path, reason=f.reason.value, detail=f.detail) for f in skipped]
+    report = report.model_copy(update={"skipped": listed})
     if as_json:
         emit_json(report)
         return
@@ -208,8 +218,22 @@ def index_command(
         f"Indexed {report.n_documents} documents ({report.n_chunks} chunks) from {directory} "
         f"into {report.path} in {report.seconds:.1f}s: {report.added} new, {report.changed} "
         f"changed, {report.unchanged} unchanged, {report.removed} removed; "
-        f"{report.embedded_chunks} chunks embedded; {report.size_bytes / 1024:.0f} KiB."
+        f"{report.embedded_chunks} chunks embedded; {report.size_bytes / 1024:.0f} KiB; "
+        f"{skipped_summary(skipped)}."
     )
+    if list_skipped or ctx.find_root().params.get("verbose"):
+        for file in skipped:
+            click.echo(f"  skipped {file.path}: {file.detail}")
+
+
+def skipped_summary(skipped) -> str:
+    """ "skipped 3 files (2 unsupported file type, 1 no text layer)", or "no file skipped"."""
+    from rag.documents import skipped_counts
+
+    if not skipped:
+        return "no file skipped"
+    counts = ", ".join(f"{n} {reason}" for reason, n in skipped_counts(skipped).items())
+    return f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''} ({counts})"
 
 
 def _human(key: str, value: Any) -> str:
@@ -313,9 +337,10 @@ def ask(
     for c in response.citations:
         click.echo(f"[{c.id}] {c.title}")
         support = f"  support {c.support:.2f}" if c.support is not None else ""
+        page = f"  p. {c.page}" if c.page is not None else ""
         click.echo(
-            f"    {c.doc_id}  chunk {c.chunk_id}  chars {c.start}-{c.end}  score {c.score:.2f}"
-            f"{support}"
+            f"    {c.doc_id}{page}  chunk {c.chunk_id}  chars {c.start}-{c.end}  "
+            f"score {c.score:.2f}{support}"
         )
         click.echo(_wrap(f'"{c.quote}"', indent="    "))
         for other in c.corroborated_by:
@@ -362,7 +387,8 @@ def search(
         emit_json(response)
         return
     for p in response.passages:
-        click.echo(f"#{p.rank}  {p.chunk_id}  chars {p.start}-{p.end}  {_rank_scores(p)}")
+        page = f"p. {p.page}  " if p.page is not None else ""
+        click.echo(f"#{p.rank}  {p.chunk_id}  {page}chars {p.start}-{p.end}  {_rank_scores(p)}")
         click.echo(f"    {p.title}")
         click.echo(_wrap(p.text, indent="    ", width=100))
         click.echo()

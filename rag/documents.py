@@ -1,19 +1,25 @@
-"""Load a folder of articles (.txt, .md, .html/.htm, .jsonl) into cleaned documents."""
+"""Load a folder of articles (.txt, .md, .html/.htm, .jsonl, .pdf, .docx) into cleaned
+documents. A file that cannot be read is skipped with a warning and a `Skipped` record of
+why (rag.formats.SkipReason), which `rag index` counts."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from index.records import Document
-from rag.cleaning import clean_article, parse_date
+from rag.cleaning import clean_article, clean_body, fallback_title, parse_date
+from rag.formats import SkipReason, Unreadable, decode_text, join_pages, read_docx, read_pdf
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".jsonl"})
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".jsonl"})
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".pdf", ".docx"}
 
 
 class EmptyCorpus(ValueError):
@@ -24,76 +30,142 @@ class CorpusError(ValueError):
     """A corpus folder that cannot be read at all."""
 
 
-def load_corpus(directory: Path, *, max_file_bytes: int = 20_000_000) -> list[Document]:
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A file (or a document in one) that was not indexed, and why."""
+
+    path: str  # relative to the corpus folder
+    reason: SkipReason
+    detail: str
+
+
+def skipped_counts(skipped: Iterable[Skipped]) -> dict[str, int]:
+    """How many files were skipped for each reason, most frequent first (ties by name)."""
+    counts = Counter(s.reason.value for s in skipped)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def load_corpus(
+    directory: Path, *, max_file_bytes: int = 20_000_000, skipped: list[Skipped] | None = None
+) -> list[Document]:
     """Every supported file under `directory` (recursively), cleaned. Files that cannot be
-    read are skipped with a warning naming them; no document at all is an error."""
-    return list(iter_corpus(directory, max_file_bytes=max_file_bytes))
+    read are skipped with a warning naming them (and added to `skipped`); no document at
+    all is an error."""
+    return list(iter_corpus(directory, max_file_bytes=max_file_bytes, skipped=skipped))
 
 
-def iter_corpus(directory: Path, *, max_file_bytes: int = 20_000_000) -> Iterator[Document]:
+def iter_corpus(
+    directory: Path, *, max_file_bytes: int = 20_000_000, skipped: list[Skipped] | None = None
+) -> Iterator[Document]:
     """`load_corpus`, one document at a time (for streaming ingestion): only the ids seen
-    are kept in memory. No document at all raises EmptyCorpus once the folder is read."""
+    are kept in memory. No document at all raises EmptyCorpus once the folder is read.
+    `skipped` receives each skipped file as it is met."""
     directory = Path(directory)
     if not directory.is_dir():
         raise CorpusError(f"{directory} is not a folder")
+    skipped = [] if skipped is None else skipped
     seen: set[str] = set()
     root = directory.resolve()
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         if not path.resolve().is_relative_to(root):
-            logger.warning("skipping %s: it links outside %s", path, directory)
+            _skip(skipped, path, directory, SkipReason.OUTSIDE, f"it links outside {directory}")
             continue
-        for doc in load_file(path, root=directory, max_file_bytes=max_file_bytes):
+        for doc in load_file(path, root=directory, max_file_bytes=max_file_bytes, skipped=skipped):
             if doc.id in seen:
-                logger.warning("skipping %s: document id %r is already taken", path, doc.id)
+                _skip(
+                    skipped,
+                    path,
+                    directory,
+                    SkipReason.DUPLICATE_ID,
+                    f"document id {doc.id!r} is already taken",
+                )
                 continue
             seen.add(doc.id)
             yield doc
     if not seen:
         kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
-        raise EmptyCorpus(f"no documents found in {directory} (looked for {kinds})")
+        why = "; ".join(f"{n} {reason}" for reason, n in skipped_counts(skipped).items())
+        raise EmptyCorpus(
+            f"no documents found in {directory} (looked for {kinds})"
+            + (f"; skipped {len(skipped)} file(s): {why}" if skipped else "")
+        )
 
 
 def load_file(
+    path: Path,
+    *,
+    root: Path | None = None,
+    max_file_bytes: int = 20_000_000,
+    skipped: list[Skipped] | None = None,
+) -> list[Document]:
+    """The documents in one file; [] with a warning (and a `Skipped` record) when it is
+    unsupported or unreadable."""
+    try:
+        return read_file(path, root=root, max_file_bytes=max_file_bytes)
+    except Unreadable as exc:
+        _skip(skipped, path, root, exc.reason, str(exc))
+        return []
+
+
+def read_file(
     path: Path, *, root: Path | None = None, max_file_bytes: int = 20_000_000
 ) -> list[Document]:
-    """The documents in one file; [] with a warning when it is unsupported or unreadable."""
+    """The documents in one file. Raises Unreadable (with its reason) instead of skipping."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        logger.warning("skipping %s: unsupported file type %r", path, suffix or "(none)")
-        return []
+        raise Unreadable(SkipReason.UNSUPPORTED, f"unsupported file type {suffix or '(none)'!r}")
     try:
         size = path.stat().st_size
         if size > max_file_bytes:
-            logger.warning(
-                "skipping %s: %d bytes is over the limit of %d", path, size, max_file_bytes
+            raise Unreadable(
+                SkipReason.TOO_LARGE, f"{size} bytes is over the limit of {max_file_bytes}"
             )
-            return []
         raw = path.read_bytes()
     except OSError as exc:
-        logger.warning("skipping %s: %s", path, exc)
-        return []
-    if b"\x00" in raw[:8192]:
-        logger.warning("skipping %s: binary content", path)
-        return []
-    try:
-        content = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        logger.warning("skipping %s: not UTF-8 text", path)
-        return []
-    doc_id = document_id(path, root)
-    source = document_source(path, root)
-    if suffix == ".jsonl":
-        return list(parse_jsonl(content, default_id=doc_id, source=source))
-    if suffix in {".html", ".htm"}:
-        doc = parse_html(content, doc_id=doc_id, source=source)
-    elif suffix in {".md", ".markdown"}:
-        doc = parse_markdown(content, doc_id=doc_id, source=source)
+        raise Unreadable(SkipReason.UNREADABLE, str(exc)) from None
+    return parse_bytes(
+        raw,
+        suffix=suffix,
+        doc_id=document_id(path, root),
+        source=document_source(path, root),
+    )
+
+
+def parse_bytes(raw: bytes, *, suffix: str, doc_id: str, source: str) -> list[Document]:
+    """The documents in a file's bytes, by its suffix (the loader's and the upload API's
+    one parser). Raises Unreadable."""
+    if suffix == ".pdf":
+        docs: list[Document | None] = [parse_pdf(raw, doc_id=doc_id, source=source)]
+    elif suffix == ".docx":
+        docs = [parse_docx(raw, doc_id=doc_id, source=source)]
+    elif suffix in TEXT_SUFFIXES:
+        content = decode_text(raw, source)
+        if suffix == ".jsonl":
+            docs = list(parse_jsonl(content, default_id=doc_id, source=source))
+        elif suffix in {".html", ".htm"}:
+            docs = [parse_html(content, doc_id=doc_id, source=source)]
+        elif suffix in {".md", ".markdown"}:
+            docs = [parse_markdown(content, doc_id=doc_id, source=source)]
+        else:
+            docs = [parse_text(content, doc_id=doc_id, source=source)]
     else:
-        doc = parse_text(content, doc_id=doc_id, source=source)
-    if doc is None or not doc.text.strip():
-        logger.warning("skipping %s: no text after cleaning", path)
-        return []
-    return [doc]
+        raise Unreadable(SkipReason.UNSUPPORTED, f"unsupported file type {suffix or '(none)'!r}")
+    found = [d for d in docs if d is not None and d.text.strip()]
+    if not found:
+        raise Unreadable(SkipReason.EMPTY, "no text after cleaning")
+    return found
+
+
+def _skip(
+    skipped: list[Skipped] | None,
+    path: Path,
+    root: Path | None,
+    reason: SkipReason,
+    detail: str,
+) -> None:
+    logger.warning("skipping %s: %s", path, detail)
+    if skipped is not None:
+        skipped.append(Skipped(document_source(path, root), reason, detail))
 
 
 def document_id(path: Path, root: Path | None) -> str:
@@ -173,6 +245,41 @@ def parse_html(content: str, *, doc_id: str, source: str | None = None) -> Docum
     cleaned = clean_article(text, title=title, date_hint=parse_date(date_value))
     return Document(
         id=doc_id, text=cleaned.text, title=cleaned.title, date=cleaned.date, url=url, source=source
+    )
+
+
+def parse_pdf(raw: bytes, *, doc_id: str, source: str | None = None) -> Document:
+    """A PDF, page by page: the first page with text cleaned as an article's start (title,
+    dateline), the others as body text; `pages` records where each page starts. The title
+    comes from the document's properties when it has one, the date from a dateline in the
+    text, else from the properties (creation)."""
+    pdf = read_pdf(raw)
+    first = next(i for i, page in enumerate(pdf.pages) if page.strip())
+    opening = clean_article(pdf.pages[first], title=pdf.title)
+    cleaned = [""] * first + [opening.text] + [clean_body(p) for p in pdf.pages[first + 1 :]]
+    text, pages = join_pages(cleaned)
+    return Document(
+        id=doc_id,
+        text=text,
+        title=opening.title or fallback_title(text),
+        date=opening.date or pdf.date,
+        source=source,
+        pages=pages,
+    )
+
+
+def parse_docx(raw: bytes, *, doc_id: str, source: str | None = None) -> Document:
+    """A Word document: headings and paragraphs as paragraphs of their own (so a heading
+    is never read into the sentence after it), tables a row a line; title and date from the
+    document's properties when present (else its Title paragraph or first heading)."""
+    docx = read_docx(raw)
+    text = clean_body("\n\n".join(docx.paragraphs))
+    return Document(
+        id=doc_id,
+        text=text,
+        title=docx.title or fallback_title(text),
+        date=docx.date,
+        source=source,
     )
 
 

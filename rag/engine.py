@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 
 from index import ChunkFilter, Document, Index, vectors
+from index.records import page_at
 from rag.answer import compose_answer, load_reader
 from rag.answer.reader import Reader
 from rag.answer.reading import answer_support, read_answer
@@ -137,6 +138,7 @@ class Engine:
                 date=summaries[r.chunk.doc_id].date,
                 start=r.chunk.start,
                 end=r.chunk.end,
+                page=r.chunk.page,
                 text=r.chunk.text,
                 score=round(r.score, 6),
                 dense_score=round(r.dense_score, 6),
@@ -202,6 +204,7 @@ class Engine:
             checked = self.check_support(composed.answer, citations, index=index)
             citations, support = checked.citations, checked.sentences
             timings["verify"] = round((time.perf_counter() - t) * 1000, 3)
+        citations = _with_pages(index, citations)
         timings["total"] = round((time.perf_counter() - started) * 1000, 3)
         return AskResponse(
             question=question.strip(),
@@ -297,6 +300,7 @@ class Engine:
             end=chunk.end,
             text=chunk.text,
             n_tokens=chunk.n_tokens,
+            page=chunk.page,
             previous_id=previous_id,
             next_id=next_id,
         )
@@ -305,7 +309,8 @@ class Engine:
         index = self.index
         doc = index.store.get_document(doc_id)
         summary = index.store.get_summary(doc_id)
-        return DocumentDetail(**_info(summary).model_dump(), text=doc.text)
+        pages = list(doc.pages) if doc.pages else None
+        return DocumentDetail(**_info(summary).model_dump(), text=doc.text, pages=pages)
 
     def documents(self, offset: int = 0, limit: int | None = None) -> list[DocumentInfo]:
         return [_info(s) for s in self.index.store.summaries(offset=offset, limit=limit)]
@@ -362,6 +367,19 @@ def _configured_model(settings: Settings) -> str | None:
     from rag.embedding import canonical_model_name
 
     return canonical_model_name(settings.model) if settings.model else None
+
+
+def _with_pages(index: Index, citations: list[Citation]) -> list[Citation]:
+    """Citations of paged documents with the page their quote starts on. From the quote's
+    offset and the document's page starts, not the chunk's page: a chunk that begins with a
+    sentence running over from the page before holds sentences of the next page too."""
+    pages = index.store.pages_of(sorted({c.doc_id for c in citations}))
+    if not pages:
+        return citations
+    return [
+        c.model_copy(update={"page": page_at(pages[c.doc_id], c.start)}) if c.doc_id in pages else c
+        for c in citations
+    ]
 
 
 def _allowed_ids(index: Index, filters: Filters | None) -> list[int] | None:

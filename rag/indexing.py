@@ -282,6 +282,7 @@ def _batches(
                     max_tokens=settings.chunk_tokens,
                     overlap=settings.chunk_overlap,
                     encoding=settings.tokenizer,
+                    pages=doc.pages,
                 )
             )
             if old_hash is None:

@@ -83,6 +83,11 @@ class Passage(BaseModel):
     date: str | None = None
     start: int = Field(description="Character offset of the chunk in the document's text.")
     end: int
+    page: int | None = Field(
+        default=None,
+        description="The page (1-based) the chunk starts on, in a paged document (PDF); null "
+        "in others.",
+    )
     text: str
     score: float = Field(description="Ranking score in the retrieval mode used (fused for hybrid).")
     dense_score: float | None = Field(
@@ -146,6 +151,12 @@ class Citation(BaseModel):
     chunk_id: str
     start: int = Field(description="Character offset of the quote in the document's text.")
     end: int
+    page: int | None = Field(
+        default=None,
+        description="The page (1-based) the quote starts on, in a paged document (PDF): the "
+        "quote is in that page's text (`text[pages[page-1]:]` of GET /documents/{id}). Null "
+        "in documents without pages.",
+    )
     quote: str
     score: float = Field(description="How strongly the quote answers the question (0..1).")
     support: float | None = Field(
@@ -304,6 +315,11 @@ class DocumentDetail(DocumentInfo):
         }
     )
     text: str = Field(description="The cleaned text that chunk and citation offsets refer to.")
+    pages: list[int] | None = Field(
+        default=None,
+        description="In a paged document (PDF): the offset in `text` where each page starts, "
+        "page 1 first. Null in documents without pages.",
+    )
 
 
 class ChunkDetail(BaseModel):
@@ -333,6 +349,9 @@ class ChunkDetail(BaseModel):
     end: int
     text: str
     n_tokens: int
+    page: int | None = Field(
+        default=None, description="The page (1-based) it starts on, in a paged document."
+    )
     previous_id: str | None = None
     next_id: str | None = None
 
@@ -376,6 +395,27 @@ class IndexStats(BaseModel):
     )
 
 
+class SkippedFile(BaseModel):
+    """A file of the indexed folder that was not indexed, and why."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "path": "scans/invoice.pdf",
+                "reason": "no text layer",
+                "detail": "no text layer in 2 page(s): a scan? (OCR it first, e.g. with ocrmypdf)",
+            }
+        }
+    )
+    path: str = Field(description="The file, relative to the indexed folder.")
+    reason: str = Field(
+        description="unsupported file type, over the size limit, unreadable, binary content, "
+        "unknown text encoding, malformed file, encrypted, no text layer, no text after "
+        "cleaning, links outside the folder, or document id already taken."
+    )
+    detail: str
+
+
 class BuildReport(BaseModel):
     """What a build or update did."""
 
@@ -410,6 +450,11 @@ class BuildReport(BaseModel):
     embedded_chunks: int
     seconds: float
     size_bytes: int
+    skipped: list[SkippedFile] = Field(
+        default_factory=list,
+        description="Files of the folder that `rag index` did not index, and why. Empty for "
+        "writes over HTTP, which refuse such a file (415/422) instead.",
+    )
 
 
 class AskRequest(BaseModel):

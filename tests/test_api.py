@@ -23,6 +23,7 @@ import pytest
 
 from rag.config import PROJECT_ROOT
 from tests.conftest import CHIRCHIK, UZBEK_DOC
+from tests.making import QUARRY_QUESTION, docx_bytes, quarry_pdf, scan_pdf_bytes
 
 WRITE_KEY = "test-write-key"
 READ_KEY = "test-read-key"
@@ -414,7 +415,11 @@ def test_keys_guard_reads_and_writes(servers, writer):
         ({"json": {"documents": [{**NEW_DOC, "text": "x" * (UPLOAD_LIMIT + 1)}]}}, 413),
         ({"files": {"files": ("big.txt", b"x " * UPLOAD_LIMIT)}}, 413),
         ({"files": {"files": ("photo.png", b"\x89PNG\r\n")}}, 415),
-        ({"files": {"files": ("bad.txt", b"\xff\xfe\xfa broken")}}, 422),
+        ({"files": {"files": ("bad.txt", b"\x00\x01\x02 binary")}}, 422),
+        ({"files": {"files": ("broken.pdf", b"%PDF-1.7\n1 0 obj << /Pages 9 0 R >>\n%%EOF")}}, 422),
+        ({"files": {"files": ("cut.pdf", quarry_pdf()[:700])}}, 422),
+        ({"files": {"files": ("scan.pdf", scan_pdf_bytes())}}, 422),
+        ({"files": {"files": ("broken.docx", b"PK\x03\x04 not a zip")}}, 422),
         ({"files": {"other": ("a.txt", b"text")}}, 422),
         ({"content": b"id,text\n1,hello", "headers": {"content-type": "text/csv"}}, 415),
         (raw(b'{"documents": ['), 422),
@@ -490,6 +495,35 @@ def test_documents_added_and_deleted_while_questions_keep_being_answered(writer)
             t.join()
     assert not errors, errors[:5]
     assert answered > 0
+
+
+def test_pdf_docx_and_latin_1_uploads_are_read_and_a_pdf_citation_names_its_page(writer):
+    files = [
+        ("files", ("quarry.pdf", quarry_pdf(), "application/pdf")),
+        ("files", ("harbour.docx", docx_bytes([("h1", "Dredging"), ("p", HARBOUR)]), DOCX)),
+        ("files", ("cafe.txt", "Le café de la gare a rouvert à Genève.".encode("latin-1"))),
+    ]
+    r = writer.post("/documents", files=files)
+    assert r.status_code == 200, r.text
+    assert sorted(r.json()["ids"]) == ["cafe", "harbour", "quarry"]
+    try:
+        answer = ask(writer, QUARRY_QUESTION)
+        cited = answer["citations"][0]
+        assert cited["doc_id"] == "quarry" and cited["page"] == 2, answer
+        doc = writer.get("/documents/quarry").json()
+        assert len(doc["pages"]) == 2 and cited["quote"] in doc["text"][doc["pages"][1] :]
+        assert doc["text"][cited["start"] : cited["end"]] == cited["quote"]
+        assert "café" in writer.get("/documents/cafe").json()["text"]
+        harbour = writer.get("/documents/harbour").json()
+        assert harbour["text"] == f"Dredging\n\n{HARBOUR}" and harbour["pages"] is None
+    finally:
+        for doc_id in ("quarry", "harbour", "cafe"):
+            assert writer.delete(f"/documents/{doc_id}").status_code == 200
+    assert writer.get("/documents").json()["total"] == 5
+
+
+HARBOUR = "Dredging of the inner harbour finished in May, two weeks early."
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
 # concurrency, docs

@@ -68,3 +68,52 @@ def test_repeated_questions_reuse_the_cached_embedding(embedder, monkeypatch):
         embedder.encode_query(f"question {i}")
     assert list(embedder._cache)[-3:] == ["question 2", "question 3", "question 4"]
     assert len(embedder._cache) <= 3
+
+
+@pytest.fixture(scope="module")
+def pdf_engine(tmp_path_factory, embedder):
+    """An index of a folder holding the two-page quarry PDF and two text articles."""
+    from rag.config import Settings
+    from rag.engine import Engine
+    from rag.indexing import build_index
+    from tests.conftest import write_corpus
+    from tests.making import quarry_pdf, write
+
+    folder = tmp_path_factory.mktemp("pdf-corpus")
+    write(folder / "quarry.pdf", quarry_pdf())
+    write_corpus(
+        folder,
+        {
+            "bridge.txt": "Council votes on the bridge\n\nThe town council voted nine to two "
+            "on Tuesday to rebuild the old stone bridge over the river before winter.",
+            "library.txt": "Library reopens\n\nThe public library reopened on Saturday after "
+            "a year of repairs to its roof, with a new reading room for children.",
+        },
+    )
+    settings = Settings(index_path=folder.parent / f"{folder.name}-index", corpus_dir=folder)
+    from rag.documents import load_corpus
+
+    build_index(settings, embedder, load_corpus(folder))
+    return Engine.load(settings, embedder=embedder)
+
+
+@pytest.mark.parametrize("answer_mode", ["reader", "sentence"])
+def test_an_answer_from_a_pdf_s_second_page_cites_page_2(pdf_engine, answer_mode):
+    from rag.evaluation.retrieval import engine_variant
+    from tests.making import QUARRY_ANSWER_SENTENCE, QUARRY_QUESTION
+
+    engine = engine_variant(pdf_engine, answer_mode=answer_mode)
+    r = engine.ask(QUARRY_QUESTION)
+    assert r.answerable and "48,000" in r.answer, r
+    cited = r.citations[0]
+    assert cited.doc_id == "quarry" and cited.page == 2
+    doc = engine.document("quarry")
+    assert doc.pages is not None and len(doc.pages) == 2
+    page_2 = doc.text[doc.pages[1] :]
+    assert cited.quote in page_2 and QUARRY_ANSWER_SENTENCE in cited.quote
+    assert doc.text[cited.start : cited.end] == cited.quote
+    # passages of the PDF carry their page; the text articles have none
+    for p in r.passages:
+        assert (p.page is not None) == (p.doc_id == "quarry")
+        if p.page is not None:
+            assert p.page == (1 if p.start < doc.pages[1] else 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -77,3 +78,47 @@ def test_readable_views(bundled_settings):
     search = _run("search", "tungsten molybdenum", "--index", index)
     first = search.output.splitlines()[0]
     assert "score" in first and "dense" in first and "bm25" in first
+
+
+def test_index_counts_skipped_files_by_reason_and_lists_them_with_v(tmp_path):
+    from tests.making import QUARRY_QUESTION, quarry_pdf, scan_pdf_bytes, write
+
+    folder = tmp_path / "docs"
+    write(folder / "quarry.pdf", quarry_pdf())
+    write(folder / "scan.pdf", scan_pdf_bytes())
+    write(folder / "notes.xyz", b"not a format")
+    write(
+        folder / "latin.txt", "Le café de la gare a rouvert ses portes à Genève.".encode("latin-1")
+    )
+    index = str(tmp_path / "index")
+    quiet = _run("index", str(folder), "--index", index)
+    assert quiet.exit_code == 0, quiet.output
+    assert "Indexed 2 documents" in quiet.output  # the PDF and the Latin-1 file
+    assert "skipped 2 files (1 no text layer, 1 unsupported file type)" in quiet.output
+    assert "scan.pdf" not in quiet.output
+
+    listed = _run("index", str(folder), "--index", index, "-v")
+    assert listed.exit_code == 0, listed.output
+    assert "skipped 2 files" in listed.output
+    assert "  skipped scan.pdf: no text layer in 2 page(s)" in listed.output
+    assert "  skipped notes.xyz: unsupported file type '.xyz'" in listed.output
+
+    as_json = _run("index", str(folder), "--index", index, "--json")
+    report = json.loads(as_json.output)
+    assert {(s["path"], s["reason"]) for s in report["skipped"]} == {
+        ("scan.pdf", "no text layer"),
+        ("notes.xyz", "unsupported file type"),
+    }
+
+    answer = _run("ask", QUARRY_QUESTION, "--index", index)
+    assert answer.exit_code == 0, answer.output
+    assert "48,000" in answer.output and "quarry  p. 2  chunk quarry:" in answer.output
+
+
+def test_a_folder_with_nothing_readable_says_what_was_skipped(tmp_path):
+    from tests.making import scan_pdf_bytes, write
+
+    write(tmp_path / "docs" / "scan.pdf", scan_pdf_bytes())
+    result = _run("index", str(tmp_path / "docs"), "--index", str(tmp_path / "index"))
+    assert result.exit_code == 1
+    assert "no documents found" in result.output and "1 no text layer" in result.output

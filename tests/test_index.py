@@ -152,3 +152,73 @@ def test_chunks_read_by_vector_id_are_cached_within_a_bound(bundled_settings, mo
         assert fresh.chunks_by_vector_ids(wanted) == {v: expected[v] for v in wanted[:-1]}
         assert len(fresh._chunks) <= 5
     index.close()
+
+
+# the store's schema versions (issue #18 added page numbers)
+_VERSION_0 = """
+CREATE TABLE documents (id TEXT PRIMARY KEY, title TEXT NOT NULL, date TEXT, url TEXT,
+    source TEXT, text TEXT NOT NULL, content_hash TEXT NOT NULL, n_chunks INTEGER NOT NULL);
+CREATE TABLE chunks (vector_id INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+    doc_id TEXT NOT NULL REFERENCES documents(id), ordinal INTEGER NOT NULL,
+    start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL,
+    n_tokens INTEGER NOT NULL);
+"""
+
+
+def test_a_store_written_before_page_numbers_is_read_without_them(tmp_path):
+    import sqlite3
+
+    from index.records import Chunk, Document
+    from index.store import ChunkStore
+
+    doc = Document(id="old", text="An article from an older index.", title="Old")
+    chunk = Chunk("old:0", "old", 0, 0, len(doc.text), doc.text, 7)
+    path = tmp_path / "store.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(_VERSION_0)
+    conn.execute(
+        "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (doc.id, doc.title, None, None, None, doc.text, doc.content_hash, 1),
+    )
+    conn.execute(
+        "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (chunk.vector_id, chunk.id, "old", 0, 0, chunk.end, chunk.text, 7),
+    )
+    conn.commit()
+    conn.close()
+    store = ChunkStore(path)
+    assert store.version == 0
+    assert store.get_document("old") == doc and doc.pages is None
+    assert store.get_chunk("old:0") == chunk and chunk.page is None
+    assert store.chunks_by_vector_ids([chunk.vector_id])[chunk.vector_id] == chunk
+    assert store.pages_of(["old"]) == {}
+    # unchanged since then: the same content hash, so an update keeps its vectors
+    assert store.document_hashes() == {"old": doc.content_hash}
+
+
+def test_pages_round_trip_through_the_store_and_a_newer_store_is_refused(tmp_path):
+    import sqlite3
+
+    from index.records import Chunk, Document
+    from index.store import SCHEMA_VERSION, ChunkStore, write_store
+
+    text = "Page one text.\n\nPage two text."
+    doc = Document(id="p", text=text, title="Paged", pages=(0, 16))
+    chunks = [
+        Chunk("p:0", "p", 0, 0, 14, text[:14], 4, 1),
+        Chunk("p:1", "p", 1, 16, 30, text[16:], 4, 2),
+    ]
+    path = tmp_path / "store.sqlite"
+    write_store(path, [doc], chunks)
+    store = ChunkStore(path)
+    assert store.version == SCHEMA_VERSION
+    assert store.get_document("p") == doc and store.pages_of(["p", "x"]) == {"p": (0, 16)}
+    assert store.chunks_of("p") == chunks and [c.page for c in store.chunks_of("p")] == [1, 2]
+    store.close()
+
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(IndexMismatch, match="schema version"):
+        ChunkStore(path)

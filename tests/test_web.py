@@ -2,7 +2,8 @@
 
 The server's index holds the bundled corpus plus one hostile document: markup in its title and
 text, and emoji (outside the BMP) before the passage it is cited for, so that highlighting is
-checked where code-point and UTF-16 offsets differ. Without Chromium these tests skip on a
+checked where code-point and UTF-16 offsets differ; and a two-page PDF whose citations show
+their page. Without Chromium these tests skip on a
 developer's machine and fail in CI (CI=true).
 """
 
@@ -23,6 +24,7 @@ import pytest
 from index import Document
 from rag.config import PROJECT_ROOT, Settings
 from tests.conftest import CHIRCHIK, UZBEK_DOC
+from tests.making import QUARRY_QUESTION, quarry_pdf
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -49,6 +51,13 @@ HOSTILE = Document(
     ),
 )
 HOSTILE_QUESTION = "What does the Zarafshan quarry near Navoi produce?"
+
+
+def quarry_document() -> Document:
+    """The two-page PDF of tests/making.py, read as `rag index` reads it."""
+    from rag.documents import parse_pdf
+
+    return parse_pdf(quarry_pdf(), doc_id="quarry", source="quarry.pdf")
 
 
 # the browser and the server
@@ -116,7 +125,7 @@ def server(tmp_path_factory, embedder, bundled_settings) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         engine = Engine.load(settings, embedder=embedder)
-        engine.upsert([HOSTILE])  # embeds only its own chunks
+        engine.upsert([HOSTILE, quarry_document()])  # embeds only their own chunks
         expected = engine.index.manifest.n_documents
         deadline = time.monotonic() + 120
         while True:
@@ -270,11 +279,33 @@ def test_markup_in_documents_is_shown_as_text_and_never_runs(page, server):
     assert page.evaluate("[typeof window.__x, typeof window.__y]") == ["undefined", "undefined"]
 
 
+def test_a_pdf_citation_shows_its_page_and_opens_that_page_highlighted(page, server):
+    expected = api_ask(server, QUARRY_QUESTION)
+    citation = expected["citations"][0]
+    assert citation["doc_id"] == "quarry" and citation["page"] == 2
+    doc = httpx.get(server + "/documents/quarry").json()
+    page_2 = doc["text"][doc["pages"][1] :]
+
+    ask_on_page(page, QUARRY_QUESTION)
+    source = page.locator("#answer .source[data-citation='1'] .source-meta")
+    source.wait_for()
+    assert source.text_content().startswith("p. 2 · quarry:")
+    page.click("#answer .cite[data-citation='1']")
+    mark = page.locator("#reader mark.cited")
+    mark.wait_for()
+    assert mark.text_content() == citation["quote"]
+    assert page.text_content("#reader .reader-page") == "Page 2 of 2"
+    assert "p. 2" in page.text_content("#reader .reader-note")
+    # the source pane holds that page's text only, the quote highlighted in it
+    assert page.text_content("#reader .doc-text") == page_2
+    assert "market square" not in page.text_content("#reader .doc-text")  # page 1's
+
+
 def test_the_documents_view_lists_and_filters_by_title(page, server):
     page.click("#tab-documents")
     docs = page.locator("#doc-list .doc")
     docs.first.wait_for()
-    assert docs.count() == httpx.get(server + "/documents").json()["total"] == 6
+    assert docs.count() == httpx.get(server + "/documents").json()["total"] == 7
     page.fill("#doc-filter", "supply chain ties")
     assert docs.count() == 1
     docs.first.click()

@@ -95,9 +95,11 @@ _UPLOAD_BODY = {
                         "files": {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
-                            "description": "Files: .txt .md .html .htm .jsonl (UTF-8). A file's "
-                            "name without its suffix is its document id; .jsonl lines carry "
-                            "their own ids.",
+                            "description": "Files: .txt .md .html .htm .jsonl (UTF-8, or "
+                            "another encoding, detected), .pdf (with a text layer; citations "
+                            "carry its pages) and .docx. A file's name without its suffix is "
+                            "its document id; .jsonl lines carry their own ids. A file that "
+                            "cannot be read is refused: 415 for its type, 422 for its content.",
                         }
                     },
                 }

@@ -375,7 +375,8 @@
               el("span", { class: "source-body" },
                 el("span", { class: "source-title" }, titleOf(c)),
                 el("span", { class: "source-meta" },
-                  `${c.chunk_id} · chars ${c.start}–${c.end} · score ${fmt(c.score, 2)}`),
+                  [pageLabel(c.page), c.chunk_id, `chars ${c.start}–${c.end}`, `score ${fmt(c.score, 2)}`]
+                    .filter(Boolean).join(" · ")),
                 supportNote(c),
               )),
               corroboration(c),
@@ -451,11 +452,12 @@
                 type: "button",
                 class: "link",
                 onclick: () => openDocument(p.doc_id, {
-                  start: p.start, end: p.end, label: `Passage ${p.rank}`, kind: "passage", detail: p.chunk_id,
+                  start: p.start, end: p.end, page: p.page, label: `Passage ${p.rank}`, kind: "passage", detail: p.chunk_id,
                 }),
               }, titleOf(p)),
               el("span", { class: "passage-meta" },
-                [formatDate(p.date), p.chunk_id, `chars ${p.start}–${p.end}`].filter(Boolean).join(" · ")),
+                [formatDate(p.date), pageLabel(p.page), p.chunk_id, `chars ${p.start}–${p.end}`]
+                  .filter(Boolean).join(" · ")),
             ),
           ),
           el("div", { class: "scores" },
@@ -491,10 +493,25 @@
     return openDocument(citation.doc_id, {
       start: citation.start,
       end: citation.end,
+      page: citation.page,
       label: `Citation ${citation.id}`,
       kind: "citation",
-      detail: `${citation.chunk_id} · chars ${citation.start}–${citation.end}`,
+      detail: [pageLabel(citation.page), citation.chunk_id, `chars ${citation.start}–${citation.end}`]
+        .filter(Boolean).join(" · "),
     });
+  }
+
+  /** "p. 2" for a place in a paged document (PDF); null elsewhere. */
+  function pageLabel(page) {
+    return page === null || page === undefined ? null : `p. ${page}`;
+  }
+
+  /** [start, end) in code points of page `page` (1-based) of a paged document's text. */
+  function pageRange(doc, page) {
+    const starts = doc.pages;
+    const start = starts[page - 1];
+    const end = page < starts.length ? starts[page] : Number.MAX_SAFE_INTEGER;
+    return [start, end];
   }
 
   async function openDocument(docId, span = null) {
@@ -520,7 +537,8 @@
   function renderDocument(doc, span) {
     openDocumentId = doc.id;
     const reader = clear($("reader"));
-    const meta = [formatDate(doc.date), `${doc.n_chunks} chunks`, doc.id].filter(Boolean);
+    const pages = doc.pages ? `${doc.pages.length} pages` : null;
+    const meta = [formatDate(doc.date), pages, `${doc.n_chunks} chunks`, doc.id].filter(Boolean);
     const title = el("h2", { id: "reader-title", tabindex: "-1" }, titleOf(doc));
     reader.append(el("p", { class: "eyebrow" }, span ? span.label : "Document"), title,
       el("p", { class: "reader-meta" }, meta.join(" · ")));
@@ -530,10 +548,21 @@
     const body = el("div", { class: "doc-text", tabindex: "0", "aria-label": "Document text" });
     let mark = null;
     if (span) {
-      const [from, to] = spanOf(doc.text, span.start, span.end);
+      // In a paged document, the span's page alone (and the rest of a sentence that runs over
+      // into the next page), as the PDF shows it; offsets stay the document's.
+      let text = doc.text;
+      let offset = 0;
+      if (doc.pages && span.page) {
+        const [pageStart, pageEnd] = pageRange(doc, span.page);
+        const [from, to] = spanOf(doc.text, pageStart, Math.max(pageEnd, span.end));
+        text = doc.text.slice(from, to);
+        offset = pageStart;
+        reader.append(el("p", { class: "reader-page" }, `Page ${span.page} of ${doc.pages.length}`));
+      }
+      const [from, to] = spanOf(text, span.start - offset, span.end - offset);
       mark = el("mark", { class: span.kind === "citation" ? "cited" : "passage-span", id: "highlight" },
-        doc.text.slice(from, to));
-      append(body, [doc.text.slice(0, from), mark, doc.text.slice(to)]);
+        text.slice(from, to));
+      append(body, [text.slice(0, from), mark, text.slice(to)]);
       reader.append(el("p", { class: "reader-note" }, `Highlighted: ${span.label.toLowerCase()}, ${span.detail}`));
     } else {
       body.textContent = doc.text;
