@@ -24,7 +24,7 @@ from api.routes import ask, docs, documents, health, web
 from api.schemas import DocumentsIn
 from api.state import Service
 from rag.config import Settings
-from rag.embedding import Embedder
+from rag.embed.embedding import Embedder
 
 logger = logging.getLogger(__name__)
 

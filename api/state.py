@@ -19,7 +19,7 @@ from api.errors import IndexNotLoaded, without_paths
 from index import generations
 from index.index import Index
 from rag.config import Settings
-from rag.embedding import Embedder, canonical_model_name
+from rag.embed.embedding import Embedder, canonical_model_name
 from rag.engine import Engine
 from rag.errors import IndexStoreError, ModelNotAvailable
 from rag.indexing import load_index

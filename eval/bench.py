@@ -184,7 +184,7 @@ def case_variant(text: str, n: int) -> str:
 # ---------------------------------------------------------------- corpora
 def scifact_documents(limit: int | None) -> list[Any]:
     from index import Document
-    from rag.cleaning import normalize
+    from rag.ingest.cleaning import normalize
 
     docs = []
     with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as f:
@@ -207,9 +207,9 @@ def child_index(
 ) -> dict[str, Any]:
     """Build an index of `corpus` in this (fresh) process and measure it."""
     from rag.config import Settings
-    from rag.documents import load_corpus
-    from rag.embedding import Embedder
+    from rag.embed.embedding import Embedder
     from rag.indexing import build_index
+    from rag.ingest.documents import load_corpus
 
     t0 = time.perf_counter()
     settings = Settings(index_path=index_path)
@@ -267,7 +267,7 @@ def child_load(index_path: Path, spawned_at: float) -> dict[str, Any]:
     import api.main  # noqa: F401
     from index import Index
     from rag.config import Settings
-    from rag.embedding import Embedder
+    from rag.embed.embedding import Embedder
 
     imports = time.perf_counter() - t
     settings = Settings(index_path=index_path)
@@ -870,7 +870,7 @@ class Bench:
         F1, HasAns F1 and NoAns accuracy, tokens read, and in-process /ask latency on the
         bundled corpus (read step and total), serial."""
         from rag.config import Settings
-        from rag.embedding import Embedder
+        from rag.embed.embedding import Embedder
         from rag.engine import Engine
         from rag.evaluation.retrieval import engine_variant
         from rag.evaluation.runner import evaluate_bundled, evaluate_squad
@@ -1460,7 +1460,7 @@ def scifact_vectors(index_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The chunk vectors of a SciFact index and the SciFact queries, embedded."""
     from index import Index
     from index import vectors as vec
-    from rag.embedding import Embedder
+    from rag.embed.embedding import Embedder
 
     index = Index.load(index_path, verify=False)
     xb = vec.reconstruct(index.faiss_index, vec.ids_of(index.faiss_index))

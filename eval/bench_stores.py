@@ -33,7 +33,7 @@ from index import Index, StoreConfig, entries_for, write_index
 from index.faiss_store import FaissBuilder
 from index.milvus_store import MilvusBuilder
 from rag.config import Settings
-from rag.embedding import Embedder
+from rag.embed.embedding import Embedder
 from rag.engine import Engine
 
 logger = logging.getLogger("bench_stores")

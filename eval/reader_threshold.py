@@ -23,12 +23,12 @@ import numpy as np
 
 from rag import metrics as m
 from rag.config import PROJECT_ROOT, Settings
-from rag.documents import load_corpus
-from rag.embedding import Embedder
+from rag.embed.embedding import Embedder
 from rag.engine import Engine
 from rag.evaluation.cache import prepare_index
 from rag.evaluation.data import load_bundled
 from rag.evaluation.runner import evaluate_squad
+from rag.ingest.documents import load_corpus
 
 SQUAD2_DEV = Path("/work/shared/data/squad2/dev-v2.0-part-a.json")
 THRESHOLDS = [round(x, 2) for x in np.arange(0.1, 0.91, 0.1)] + [0.95, 0.97, 0.98, 0.99, 0.995]

@@ -17,11 +17,11 @@ import random
 import statistics
 
 from rag.config import PROJECT_ROOT, Settings
-from rag.documents import load_corpus
-from rag.embedding import Embedder
+from rag.embed.embedding import Embedder
 from rag.engine import Engine
 from rag.evaluation.cache import prepare_index
 from rag.evaluation.data import load_bundled
+from rag.ingest.documents import load_corpus
 from rag.models import Citation
 
 

@@ -141,7 +141,7 @@ def bundled_examples(eval_file: Path, corpus: Path, split: str) -> list[Example]
     """The bundled news questions of one split (but its hard unanswerables), each with the
     chunk-sized stretch of its gold article around the first answer found (unanswerable ones:
     the article's stretches with most shared words)."""
-    from rag.documents import load_corpus
+    from rag.ingest.documents import load_corpus
 
     docs = {d.id: d.text for d in load_corpus(corpus)}
     out = []

@@ -126,7 +126,7 @@ def main(ctx: click.Context, verbose: int) -> None:
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     # The one-off ONNX export takes ~20 s: say so even when quiet (one INFO line).
-    logging.getLogger("rag.onnx_backend").setLevel(min(level, logging.INFO))
+    logging.getLogger("rag.embed.onnx").setLevel(min(level, logging.INFO))
     ctx.ensure_object(dict)
     ctx.obj["settings"] = Settings()
 
@@ -175,9 +175,9 @@ def index_command(
     counted by reason; -v lists them.
     """
     from index import IndexCorrupt, IndexMismatch, IndexNotFound
-    from rag.documents import Skipped, iter_corpus
-    from rag.embedding import Embedder
+    from rag.embed.embedding import Embedder
     from rag.indexing import build_index, load_index
+    from rag.ingest.documents import Skipped, iter_corpus
     from rag.models import SkippedFile
 
     settings = _settings(
@@ -228,7 +228,7 @@ def index_command(
 
 def skipped_summary(skipped) -> str:
     """ "skipped 3 files (2 unsupported file type, 1 no text layer)", or "no file skipped"."""
-    from rag.documents import skipped_counts
+    from rag.ingest.documents import skipped_counts
 
     if not skipped:
         return "no file skipped"

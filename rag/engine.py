@@ -16,8 +16,9 @@ from index.records import page_at
 from rag.answer import compose_answer, load_reader
 from rag.answer.reader import Reader
 from rag.answer.reading import answer_support, read_answer
+from rag.answer.verify import SupportCheck, check_support
 from rag.config import BUNDLED_CORPUS, BUNDLED_EXAMPLES, Settings
-from rag.embedding import Embedder
+from rag.embed.embedding import Embedder
 from rag.errors import InvalidParameter, InvalidQuestion, QuestionTooLong
 from rag.indexing import build_index, index_stats, load_index
 from rag.models import (
@@ -33,8 +34,7 @@ from rag.models import (
     Passage,
     SearchResponse,
 )
-from rag.retrieval import MODES, rank_chunks
-from rag.verify import SupportCheck, check_support
+from rag.search.retrieval import MODES, rank_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +223,8 @@ class Engine:
     def check_support(
         self, answer: str, citations: Sequence[Citation], *, index: Index | None = None
     ) -> SupportCheck:
-        """Each citation of `answer` scored against the sentence(s) citing it (rag.verify)."""
+        """Each citation of `answer` scored against the sentence(s) citing it
+        (rag.answer.verify)."""
         return check_support(
             answer,
             citations,
@@ -242,9 +243,9 @@ class Engine:
     ) -> ExplainResponse:
         """The k passages retrieved, with their dense, BM25 and fused scores and ranks and the
         question terms each matches; with `gold` (a document or chunk id), where it ranked and
-        which signal lost it (rag.explain)."""
+        which signal lost it (rag.search.explain)."""
         from index.analysis import analyze
-        from rag import explain as ex
+        from rag.search import explain as ex
 
         started = time.perf_counter()
         timings: dict[str, float] = {}
@@ -364,7 +365,7 @@ class Engine:
 
 
 def _configured_model(settings: Settings) -> str | None:
-    from rag.embedding import canonical_model_name
+    from rag.embed.embedding import canonical_model_name
 
     return canonical_model_name(settings.model) if settings.model else None
 

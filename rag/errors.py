@@ -9,8 +9,8 @@ from index.errors import (
     UnknownDocument,
 )
 from rag.answer.reader import ReaderUnavailable
-from rag.documents import CorpusError, EmptyCorpus
-from rag.embedding import ModelNotAvailable
+from rag.embed.embedding import ModelNotAvailable
+from rag.ingest.documents import CorpusError, EmptyCorpus
 
 
 class InvalidQuestion(ValueError):

@@ -29,11 +29,11 @@ from index import (
     generations,
 )
 from index.manifest import Manifest
-from rag.chunking import chunk_text
 from rag.config import Settings
-from rag.documents import corpus_hash
-from rag.embedding import Embedder
+from rag.embed.embedding import Embedder
+from rag.ingest.documents import corpus_hash
 from rag.models import BuildReport, IndexStats
+from rag.text.chunking import chunk_text
 
 logger = logging.getLogger(__name__)
 

@@ -31,14 +31,14 @@ UZBEK_DOC = "001_747dad745748a0c8"
 
 @pytest.fixture(scope="session")
 def embedder():
-    from rag.embedding import Embedder
+    from rag.embed.embedding import Embedder
 
     return Embedder()
 
 
 @pytest.fixture(scope="session")
 def bundled_documents():
-    from rag.documents import load_corpus
+    from rag.ingest.documents import load_corpus
 
     return load_corpus(BUNDLED_CORPUS)
 

@@ -10,7 +10,7 @@ from rag.answer.types import DATE, MONEY, NAME, NUMBER, PERCENT, PLACE, expected
 from rag.engine import Engine
 from rag.indexing import build_index
 from rag.models import Passage
-from rag.retrieval import corrected_query
+from rag.search.retrieval import corrected_query
 from tests.conftest import UZBEK_DOC
 
 STEP_DOC = "004_a42af59a74583b78"

@@ -91,7 +91,7 @@ def pdf_engine(tmp_path_factory, embedder):
         },
     )
     settings = Settings(index_path=folder.parent / f"{folder.name}-index", corpus_dir=folder)
-    from rag.documents import load_corpus
+    from rag.ingest.documents import load_corpus
 
     build_index(settings, embedder, load_corpus(folder))
     return Engine.load(settings, embedder=embedder)

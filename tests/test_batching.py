@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from rag.batching import QueryBatcher
+from rag.embed.batching import QueryBatcher
 
 QUESTIONS = [
     "What minerals does the Chirchik center target?",

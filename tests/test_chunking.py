@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.chunking import TokenCounter, chunk_text, get_encoding, split_sentences
+from rag.text.chunking import TokenCounter, chunk_text, get_encoding, split_sentences
 
 COUNT = TokenCounter(get_encoding("cl100k_base"))
 

@@ -3,8 +3,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.cleaning import clean_article, find_date, normalize
 from rag.config import BUNDLED_CORPUS
+from rag.ingest.cleaning import clean_article, find_date, normalize
 
 EXPECTED_DATES = {
     "000_a87859622d3621ae": "2024-03-26",  # "date 2024-03-26"

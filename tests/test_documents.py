@@ -4,8 +4,7 @@ from datetime import datetime
 
 import pytest
 
-from rag.chunking import chunk_text, split_sentences
-from rag.documents import (
+from rag.ingest.documents import (
     EmptyCorpus,
     Skipped,
     load_corpus,
@@ -16,7 +15,8 @@ from rag.documents import (
     read_file,
     skipped_counts,
 )
-from rag.formats import SkipReason, Unreadable, decode_text
+from rag.ingest.formats import SkipReason, Unreadable, decode_text
+from rag.text.chunking import chunk_text, split_sentences
 from tests.conftest import write_corpus
 from tests.making import (
     QUARRY_ANSWER_SENTENCE,
@@ -102,7 +102,7 @@ def test_a_latin_1_file_is_decoded_and_the_encoding_logged(tmp_path, caplog):
     (tmp_path / "latin.txt").write_bytes(text.encode("latin-1"))
     with pytest.raises(UnicodeDecodeError):
         (tmp_path / "latin.txt").read_bytes().decode("utf-8")
-    with caplog.at_level(logging.INFO, logger="rag.formats"):
+    with caplog.at_level(logging.INFO, logger="rag.ingest.formats"):
         docs = load_corpus(tmp_path)
     assert len(docs) == 1
     assert docs[0].title == "Le café de la gare a rouvert à Genève"

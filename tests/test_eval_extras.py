@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from index import Document
-from rag.chunking import chunk_text
 from rag.cli import main
 from rag.config import PROJECT_ROOT, Settings
 from rag.engine import Engine
@@ -21,6 +20,7 @@ from rag.evaluation.data import load_bundled
 from rag.evaluation.diff import load_report
 from rag.evaluation.report import EvalReport
 from rag.evaluation.runner import boundary_rows
+from rag.text.chunking import chunk_text
 from tests.test_api import _start, _wait
 
 SENTENCES = [

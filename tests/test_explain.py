@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from index import UnknownDocument
 from index.analysis import analyze
 from rag.cli import main
-from rag.explain import competition_ranks, diagnose
+from rag.search.explain import competition_ranks, diagnose
 from tests.conftest import CHIRCHIK, UZBEK_DOC
 from tests.test_api import _start, _wait
 
@@ -142,7 +142,7 @@ def test_rebuilt_ranking_agrees_with_retrieval(engine, mode):
     from index.records import vector_id
     from rag.config import PROJECT_ROOT
     from rag.evaluation.data import load_bundled
-    from rag.explain import rank_everything
+    from rag.search.explain import rank_everything
 
     items = load_bundled(PROJECT_ROOT / "eval" / "bundled.jsonl")[:20]
     for item in items:

@@ -13,8 +13,8 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from rag.embedding import Embedder, ModelNotAvailable  # noqa: E402
-from rag.onnx_backend import model_layout  # noqa: E402
+from rag.embed.embedding import Embedder, ModelNotAvailable  # noqa: E402
+from rag.embed.onnx import model_layout  # noqa: E402
 
 CHIRCHIK = "What minerals does the Chirchik center target?"
 
@@ -99,7 +99,7 @@ def test_a_copy_of_the_model_elsewhere_shares_the_export(onnx_cache, onnx_embedd
     """Another virtual environment holds the same model at another path: no second export."""
     import shutil
 
-    from rag.onnx_backend import ensure_exported
+    from rag.embed.onnx import ensure_exported
 
     source = onnx_embedder._onnx.layout.directory
     copy = tmp_path / "venv2" / source.name
@@ -112,7 +112,7 @@ def test_a_copy_of_the_model_elsewhere_shares_the_export(onnx_cache, onnx_embedd
 
 
 def test_stale_exports_are_pruned(onnx_cache, onnx_embedder, tmp_path):
-    from rag.onnx_backend import prune_cache
+    from rag.embed.onnx import prune_cache
 
     onnx_dir = onnx_cache / "onnx"
     kept = next(onnx_dir.glob("*/model.onnx")).parent

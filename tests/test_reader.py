@@ -238,7 +238,7 @@ def test_a_user_s_own_corpus(tmp_path, embedder):
             "water board.",
         },
     )
-    from rag.documents import load_corpus
+    from rag.ingest.documents import load_corpus
 
     settings = Settings(index_path=tmp_path / "index", answer_mode="reader")
     build_index(settings, embedder, load_corpus(corpus))

@@ -1,4 +1,4 @@
-"""Citation support of the sentence method (rag.verify): real answers on the bundled corpus,
+"""Citation support of the sentence method (rag.answer.verify): real answers on the bundled corpus,
 their citations checked, and the same answers with the citation swapped for an unrelated
 chunk. The reader's support is tested in test_reader.py."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.verify import check_support, claims, support_score, term_recall
+from rag.answer.verify import check_support, claims, support_score, term_recall
 from tests.conftest import CHIRCHIK, UZBEK_DOC
 
 

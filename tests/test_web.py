@@ -55,7 +55,7 @@ HOSTILE_QUESTION = "What does the Zarafshan quarry near Navoi produce?"
 
 def quarry_document() -> Document:
     """The two-page PDF of tests/making.py, read as `rag index` reads it."""
-    from rag.documents import parse_pdf
+    from rag.ingest.documents import parse_pdf
 
     return parse_pdf(quarry_pdf(), doc_id="quarry", source="quarry.pdf")
 

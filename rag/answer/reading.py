@@ -239,6 +239,6 @@ def _with_terms(c: Candidate, ranked: Sequence[Candidate]) -> Candidate:
     for r in ranked:
         if r.passage.doc_id == c.passage.doc_id and r.start == c.start and r.end == c.end:
             return r
-    from rag.text import content_terms
+    from rag.text.terms import content_terms
 
     return Candidate(c.passage, c.start, c.end, c.text, frozenset(content_terms(c.text)))

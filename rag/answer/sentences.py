@@ -31,9 +31,9 @@ from rag.answer.types import (
     matches,
     typed_spans,
 )
-from rag.chunking import split_sentences
 from rag.models import Citation, Corroboration, Passage
-from rag.text import content_terms, deletion_index, deletions, stem, words
+from rag.text.chunking import split_sentences
+from rag.text.terms import content_terms, deletion_index, deletions, stem, words
 
 # Short answers are cut only for these types: on the tune split and SQuAD, a single date,
 # number, amount or percentage in the best sentence is the answer nearly whenever the

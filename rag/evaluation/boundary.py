@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, Field
 
 from index import Document
-from rag.chunking import chunk_text
+from rag.text.chunking import chunk_text
 
 Span = tuple[int, int]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from index import Document, Index, IndexCorrupt, IndexMismatch, IndexNotFound, content_hash
 from rag.config import Settings
-from rag.documents import corpus_hash
-from rag.embedding import Embedder
+from rag.embed.embedding import Embedder
 from rag.evaluation.options import DEFAULT_CACHE_DIR
 from rag.indexing import chunking_settings, reusable
+from rag.ingest.documents import corpus_hash
 
 logger = logging.getLogger(__name__)
 

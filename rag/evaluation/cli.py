@@ -12,7 +12,7 @@ from typing import Literal
 import click
 
 from rag.config import PROJECT_ROOT, Settings
-from rag.embedding import Embedder
+from rag.embed.embedding import Embedder
 from rag.evaluation.boundary import parse_chunk_sizes
 from rag.evaluation.data import BUNDLED_SPLITS, EvalDataError
 from rag.evaluation.render import plot_recall, render

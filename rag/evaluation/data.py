@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from index.records import Document
-from rag.cleaning import normalize
+from rag.ingest.cleaning import normalize
 
 logger = logging.getLogger(__name__)
 

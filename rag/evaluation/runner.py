@@ -14,8 +14,7 @@ from typing import Literal
 
 from index import Document
 from rag.config import Settings
-from rag.documents import corpus_hash, load_corpus
-from rag.embedding import Embedder
+from rag.embed.embedding import Embedder
 from rag.engine import Engine
 from rag.evaluation import beir, bundled, squad
 from rag.evaluation.boundary import BoundaryRow, GoldItem, boundary_row, rechunk
@@ -30,6 +29,7 @@ from rag.evaluation.data import (
     write_trec_run,
 )
 from rag.evaluation.report import EvalReport, RunResult
+from rag.ingest.documents import corpus_hash, load_corpus
 
 logger = logging.getLogger(__name__)
 

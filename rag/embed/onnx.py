@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from index import generations
-from rag.embedding import ModelNotAvailable
+from rag.embed.embedding import ModelNotAvailable
 
 logger = logging.getLogger(__name__)
 

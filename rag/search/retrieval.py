@@ -17,7 +17,7 @@ import numpy as np
 
 from index import Chunk, ChunkFilter, Index
 from index.analysis import STOP_WORDS, analyze, stem, words
-from rag.text import deletion_index, deletions
+from rag.text.terms import deletion_index, deletions
 
 MODES = ("dense", "bm25", "hybrid")
 FUSIONS = ("convex", "rrf")

@@ -1,6 +1,6 @@
 """Load a folder of articles (.txt, .md, .html/.htm, .jsonl, .pdf, .docx) into cleaned
 documents. A file that cannot be read is skipped with a warning and a `Skipped` record of
-why (rag.formats.SkipReason), which `rag index` counts."""
+why (rag.ingest.formats.SkipReason), which `rag index` counts."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from index.records import Document
-from rag.cleaning import clean_article, clean_body, fallback_title, parse_date
-from rag.formats import SkipReason, Unreadable, decode_text, join_pages, read_docx, read_pdf
+from rag.ingest.cleaning import clean_article, clean_body, fallback_title, parse_date
+from rag.ingest.formats import SkipReason, Unreadable, decode_text, join_pages, read_docx, read_pdf
 
 logger = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.chunking import split_sentences
 from rag.models import Citation, SentenceSupport
-from rag.text import content_terms
+from rag.text.chunking import split_sentences
+from rag.text.terms import content_terms
 
 DENSE_WEIGHT = 0.5
 _MARKER = re.compile(r"\[(\d+)\]")

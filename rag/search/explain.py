@@ -2,7 +2,7 @@
 
 Every chunk searched is scored exactly on both signals (dense: inner product with its stored
 vector; BM25: bm25s over all chunks), so a chunk's rank by each signal is known however
-deep it lies. The mode's own candidate pool is rebuilt as `rag.retrieval.rank_chunks`
+deep it lies. The mode's own candidate pool is rebuilt as `rag.search.retrieval.rank_chunks`
 builds it (hybrid: each signal's top max(k, depth), fused with `fuse`); its ranking is
 what a chunk's `rank` refers to. `diagnose` is pure: ranks in, what lost the chunk out.
 """
@@ -20,7 +20,7 @@ from index import Chunk, Index, UnknownChunk, UnknownDocument
 from index.analysis import analyze
 from rag.config import Settings
 from rag.models import ExplainedChunk, GoldExplanation, Passage
-from rag.retrieval import fuse
+from rag.search.retrieval import fuse
 
 logger = logging.getLogger(__name__)
 

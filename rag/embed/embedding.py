@@ -5,7 +5,7 @@ any other sentence-transformers model can be named by a local path or by a name 
 is already in the local Hugging Face cache. Nothing is downloaded at run time.
 
 Backends: "torch" (sentence-transformers), or "onnx" / "onnx-int8" (ONNX Runtime, see
-rag/onnx_backend.py), which never import torch. All give L2-normalised float32 vectors of
+rag/embed/onnx.py), which never import torch. All give L2-normalised float32 vectors of
 the same model, so an index built with one is searched with another.
 """
 
@@ -27,8 +27,8 @@ from rag.config import DEFAULT_MODEL
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from rag.batching import QueryBatcher
     from rag.config import Settings
+    from rag.embed.batching import QueryBatcher
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class Embedder:
             self.dimension = int(self.model.get_embedding_dimension())
             self.max_seq_length = int(self.model.max_seq_length or 512)
         elif backend in ("onnx", "onnx-int8"):
-            from rag.onnx_backend import load_encoder
+            from rag.embed.onnx import load_encoder
 
             self._onnx = load_encoder(
                 resolve_model_path(name),
@@ -186,8 +186,8 @@ class Embedder:
     def start_batching(
         self, *, max_batch: int = 32, max_wait_ms: float = 2.0, workers: int = 1
     ) -> QueryBatcher:
-        """Embed cache-missing queries in micro-batches from now on (see rag/batching.py)."""
-        from rag.batching import QueryBatcher
+        """Embed cache-missing queries in micro-batches from now on (see rag/embed/batching.py)."""
+        from rag.embed.batching import QueryBatcher
 
         self.stop_batching()
         self._batcher = QueryBatcher(

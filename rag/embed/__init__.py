@@ -1,0 +1,1 @@
+"""Embedding models: sentence-transformers, the ONNX backend and query micro-batching."""

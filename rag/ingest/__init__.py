@@ -1,0 +1,1 @@
+"""File readers, cleaning and metadata: a folder of files in, cleaned documents out."""
