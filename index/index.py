@@ -402,12 +402,6 @@ class IndexWriter:
             shutil.rmtree(self._tmp, ignore_errors=True)
         self._stack.close()
 
-    def abandon(self) -> None:
-        """Give up this generation (nothing changed): drop its Milvus collection too."""
-        if self.config.kind == "milvus" and self._builder is not None:
-            self._builder.store.drop()
-        self._builder = None
-
     @property
     def resumed(self) -> bool:
         return bool(getattr(self._builder, "resumed", False))
