@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from index.manifest import verifies
+from index.testhooks import pause_point
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ def commit(root: Path, tmp_dir: Path, number: int) -> Path:
     final = root / generation_name(number)
     os.rename(tmp_dir, final)
     fsync_dir(root)
+    pause_point("pointer")
     pointer_tmp = root / f".{POINTER}.tmp-{os.getpid()}"
     with open(pointer_tmp, "w", encoding="utf-8") as f:
         f.write(final.name + "\n")

@@ -30,6 +30,7 @@ from index.manifest import (
 )
 from index.records import Chunk, Document
 from index.store import ChunkStore, StoreWriter
+from index.testhooks import pause_point
 from index.vector_store import STORE_KINDS, ChunkFilter, Entry, VectorStore
 from index.vectors import CALIBRATION_TARGET
 
@@ -456,6 +457,7 @@ class IndexWriter:
             description = faiss_store.describe()
             index_type, index_params = description.index_type, description.index_params
             del faiss_store
+        pause_point("store")
         ids, texts = sqlite.texts()
         LexicalIndex.build(texts, ids).save(tmp / LEXICAL_DIR)
         del ids, texts

@@ -33,6 +33,7 @@ from index import (
     generations,
 )
 from index.manifest import Manifest
+from index.testhooks import pause_point
 from rag.chunking import chunk_text
 from rag.config import Settings
 from rag.documents import corpus_hash
@@ -198,9 +199,9 @@ def build_index(
                     assert base is not None
                     writer.add_vectors(entries_for(kept, docs), base.vectors_for(kept))
                 if new:
-                    writer.add_vectors(
-                        entries_for(new, docs), embedder.encode([c.text for c in new])
-                    )
+                    pause_point("embedding")
+                    vectors = embedder.encode([c.text for c in new])
+                    writer.add_vectors(entries_for(new, docs), vectors)
             for d in batch.documents:
                 seen[d.id] = d.content_hash
             added += batch.added
