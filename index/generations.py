@@ -22,6 +22,9 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from index.manifest import verifies
+from index.testhooks import pause_point
+
 logger = logging.getLogger(__name__)
 
 POINTER = "CURRENT"
@@ -112,6 +115,7 @@ def commit(root: Path, tmp_dir: Path, number: int) -> Path:
     final = root / generation_name(number)
     os.rename(tmp_dir, final)
     fsync_dir(root)
+    pause_point("pointer")
     pointer_tmp = root / f".{POINTER}.tmp-{os.getpid()}"
     with open(pointer_tmp, "w", encoding="utf-8") as f:
         f.write(final.name + "\n")
@@ -178,12 +182,34 @@ def clean_leftovers_if_idle(root: Path) -> bool:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def prune(root: Path, keep: int, on_remove: Callable[[Path], None] | None = None) -> None:
-    """Delete all but the newest `keep` generations; never the live one. `on_remove` is
-    called with each generation before its files go (e.g. to drop a Milvus collection)."""
+def prune(
+    root: Path,
+    keep: int,
+    on_remove: Callable[[Path], None] | None = None,
+    verified: Callable[[Path], bool] | None = None,
+) -> None:
+    """Delete all but the newest `keep` generations; never the live one, nor the newest one
+    that `verified` accepts (default: its manifest's checksums hold): when every newer one
+    is corrupt, it is the one a reader falls back to. `on_remove` is called with each
+    generation before its files go (e.g. to drop a Milvus collection)."""
+    keep = max(keep, 1)
+    gens = list_generations(root)
+    if len(gens) <= keep:
+        return
     live = current(root)
-    for p in list_generations(root)[max(keep, 1) :]:
-        if live is not None and p.name == live.name:
+    spared = {live.name} if live is not None else set()
+    check = verified or verifies
+    newest_good = next((p for p in gens if check(p)), None)  # newest first: usually gens[0]
+    if newest_good is not None and newest_good.name not in spared:
+        spared.add(newest_good.name)
+        if newest_good in gens[keep:]:
+            logger.warning(
+                "keeping %s beyond the %d newest generations: no newer one passes its checks",
+                newest_good.name,
+                keep,
+            )
+    for p in gens[keep:]:
+        if p.name in spared:
             continue
         if on_remove is not None:
             on_remove(p)

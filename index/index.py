@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import platform
 import shutil
@@ -20,9 +19,18 @@ from index import generations
 from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
 from index.faiss_store import FaissBuilder, FaissStore
 from index.lexical import LexicalIndex
-from index.manifest import FORMAT_VERSION, MANIFEST_NAME, FileEntry, Manifest, read_manifest
+from index.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    FileEntry,
+    Manifest,
+    check_files,
+    read_manifest,
+    sha256_file,
+)
 from index.records import Chunk, Document
 from index.store import ChunkStore, StoreWriter
+from index.testhooks import pause_point
 from index.vector_store import STORE_KINDS, ChunkFilter, Entry, VectorStore
 from index.vectors import CALIBRATION_TARGET
 
@@ -38,14 +46,6 @@ LEXICAL_SOURCES = ("local", "store")
 class Hit:
     chunk: Chunk
     score: float
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Index:
@@ -146,16 +146,7 @@ class Index:
         for name in required:
             if name not in manifest.files:
                 raise IndexCorrupt(f"the manifest of {path} does not list {name}")
-        for name, entry in manifest.files.items():
-            file = path / name
-            if not file.is_file():
-                raise IndexCorrupt(f"{file} is missing")
-            if file.stat().st_size != entry.bytes:
-                raise IndexCorrupt(
-                    f"{file} has {file.stat().st_size} bytes, the manifest says {entry.bytes}"
-                )
-            if verify and sha256_file(file) != entry.sha256:
-                raise IndexCorrupt(f"{file} does not match its checksum in the manifest")
+        check_files(path, manifest, verify=verify)
         store = ChunkStore(path / STORE_FILE)
         n_chunks = store.count_chunks()
         vector_store = open_vector_store(path, manifest, store, milvus_uri=milvus_uri)
@@ -412,12 +403,6 @@ class IndexWriter:
             shutil.rmtree(self._tmp, ignore_errors=True)
         self._stack.close()
 
-    def abandon(self) -> None:
-        """Give up this generation (nothing changed): drop its Milvus collection too."""
-        if self.config.kind == "milvus" and self._builder is not None:
-            self._builder.store.drop()
-        self._builder = None
-
     @property
     def resumed(self) -> bool:
         return bool(getattr(self._builder, "resumed", False))
@@ -472,6 +457,7 @@ class IndexWriter:
             description = faiss_store.describe()
             index_type, index_params = description.index_type, description.index_params
             del faiss_store
+        pause_point("store")
         ids, texts = sqlite.texts()
         LexicalIndex.build(texts, ids).save(tmp / LEXICAL_DIR)
         del ids, texts

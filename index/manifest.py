@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,3 +68,39 @@ def read_manifest(directory: Path) -> Manifest:
         raise IndexCorrupt(f"{path} is missing") from exc
     except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as exc:
         raise IndexCorrupt(f"{path} is not a valid manifest: {exc}") from exc
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_files(directory: Path, manifest: Manifest, *, verify: bool = True) -> None:
+    """Raise IndexCorrupt unless every file `manifest` lists is in `directory` with its size
+    and, with `verify`, its checksum."""
+    for name, entry in manifest.files.items():
+        file = directory / name
+        if not file.is_file():
+            raise IndexCorrupt(f"{file} is missing")
+        if file.stat().st_size != entry.bytes:
+            raise IndexCorrupt(
+                f"{file} has {file.stat().st_size} bytes, the manifest says {entry.bytes}"
+            )
+        if verify and sha256_file(file) != entry.sha256:
+            raise IndexCorrupt(f"{file} does not match its checksum in the manifest")
+
+
+def verifies(directory: Path) -> bool:
+    """Whether the generation in `directory` has a readable manifest of this format and every
+    file it lists, intact (what a reader checks before serving it)."""
+    try:
+        manifest = read_manifest(directory)
+        if manifest.format_version != FORMAT_VERSION:
+            return False
+        check_files(directory, manifest)
+    except (IndexCorrupt, OSError):
+        return False
+    return True

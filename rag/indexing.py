@@ -3,7 +3,9 @@
 Documents are streamed: taken in batches of about `settings.ingest_batch_chunks` chunks,
 each batch chunked, embedded and written (chunk store and vector store) before the next is
 read, so a corpus is never held in memory whole. FAISS still holds all vectors in memory
-(its index does); Milvus receives them batch by batch.
+(its index does); Milvus receives them batch by batch. Nothing is written before the first
+change is found (the unchanged documents before it are written then, from the base), so an
+unchanged folder leaves the index directory untouched.
 
 An interrupted build of a Milvus generation resumes: the next build of the same generation
 finds the chunks already in the collection (same id, same text hash) and does not embed
@@ -12,6 +14,8 @@ them again.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,6 +33,7 @@ from index import (
     generations,
 )
 from index.manifest import Manifest
+from index.testhooks import pause_point
 from rag.config import Settings
 from rag.embed.embedding import Embedder
 from rag.ingest.documents import corpus_hash
@@ -44,7 +49,7 @@ class BatchDone:
 
     batch: int
     documents: int  # documents written so far
-    chunks: int  # chunks written so far
+    chunks: int  # chunks read so far (written once anything has changed)
     embedded: int  # chunks embedded so far (by this run)
     skipped: int  # chunks found already written by an interrupted run
 
@@ -147,36 +152,56 @@ def build_index(
     seen: dict[str, str] = {}  # id -> content hash: enough for the corpus hash and removals
     added = changed = unchanged = 0
     n_chunks = embedded = skipped = 0
-    changes = False
-    deferred: list[int] = []  # vector ids of unchanged chunks not copied yet
-    with IndexWriter(
-        settings.index_path,
-        model=embedder.name,
-        dimension=embedder.dimension,
-        tokenizer=settings.tokenizer,
-        chunking=chunking_settings(settings),
-        store=config,
-        keep=settings.keep_generations,
-    ) as writer:
+    # Unchanged documents read before the first change, text dropped (the base holds the
+    # same): the new generation is opened, and they are written, only once something changed,
+    # so an unchanged folder writes nothing at all.
+    pending: list[Document] = []
+    with contextlib.ExitStack() as stack:
+        writer: IndexWriter | None = None
+
+        def open_writer() -> tuple[IndexWriter, int]:
+            """The new generation's writer, with the held-back documents written; and how
+            many of their chunks an interrupted write of it already held."""
+            opened = stack.enter_context(
+                IndexWriter(
+                    settings.index_path,
+                    model=embedder.name,
+                    dimension=embedder.dimension,
+                    tokenizer=settings.tokenizer,
+                    chunking=chunking_settings(settings),
+                    store=config,
+                    keep=settings.keep_generations,
+                )
+            )
+            if pending:
+                assert base is not None
+                return opened, _write_unchanged(opened, base, pending, settings.ingest_batch_chunks)
+            return opened, 0
+
         for number, batch in enumerate(
             _batches(_unique(stream), settings, base if can_reuse else None, base_hashes),
             start=1,
         ):
-            docs = {d.id: d for d in batch.documents}
-            writer.add_documents(batch.documents, batch.kept + batch.new)
-            present = writer.present(batch.kept + batch.new)
-            kept = [c for c in batch.kept if c.vector_id not in present]
-            new = [c for c in batch.new if c.vector_id not in present]
-            changes = changes or bool(batch.new)
-            if kept and not changes:
-                # Perhaps nothing changed at all: copy these vectors only once something has.
-                deferred.extend(c.vector_id for c in kept)
-            elif kept:
-                assert base is not None
-                _copy_vectors(writer, base, deferred)
-                writer.add_vectors(entries_for(kept, docs), base.vectors_for(kept))
-            if new:
-                writer.add_vectors(entries_for(new, docs), embedder.encode([c.text for c in new]))
+            if writer is None and can_reuse and batch.unchanged == len(batch.documents):
+                pending.extend(dataclasses.replace(d, text="") for d in batch.documents)
+                present: set[int] = set()
+                new: list[Chunk] = []
+            else:
+                if writer is None:
+                    writer, already = open_writer()
+                    skipped += already
+                docs = {d.id: d for d in batch.documents}
+                writer.add_documents(batch.documents, batch.kept + batch.new)
+                present = writer.present(batch.kept + batch.new)
+                kept = [c for c in batch.kept if c.vector_id not in present]
+                new = [c for c in batch.new if c.vector_id not in present]
+                if kept:
+                    assert base is not None
+                    writer.add_vectors(entries_for(kept, docs), base.vectors_for(kept))
+                if new:
+                    pause_point("embedding")
+                    vectors = embedder.encode([c.text for c in new])
+                    writer.add_vectors(entries_for(new, docs), vectors)
             for d in batch.documents:
                 seen[d.id] = d.content_hash
             added += batch.added
@@ -186,7 +211,7 @@ def build_index(
             embedded += len(new)
             skipped += len(present)
             logger.info(
-                "batch %d: %d documents, %d chunks written (%d embedded, %d already there)",
+                "batch %d: %d documents, %d chunks read (%d embedded, %d already there)",
                 number,
                 len(seen),
                 n_chunks,
@@ -198,17 +223,17 @@ def build_index(
         removed = sum(1 for doc_id in base_hashes if doc_id not in seen)
         final_hash = content_hash(*sorted(f"{i}:{h}" for i, h in seen.items()))
         if (
-            can_reuse
+            writer is None
+            and can_reuse
             and base is not None
             and not delete_ids
             and removed == added == changed == 0
             and base.manifest.corpus_hash == final_hash
         ):
-            writer.abandon()
             return base, _up_to_date(settings, base, started)
-        if deferred:
-            assert base is not None
-            _copy_vectors(writer, base, deferred)
+        if writer is None:  # only removals (or a first, empty index)
+            writer, already = open_writer()
+            skipped += already
         logger.info(
             "indexed %d documents: %d new, %d changed, %d unchanged, %d removed; "
             "embedded %d chunks, %d were already written",
@@ -241,13 +266,29 @@ def build_index(
     return index, report
 
 
-def _copy_vectors(writer: IndexWriter, base: Index, vector_ids: list[int]) -> None:
-    """Copy the base's vectors of these (already written) chunks to the new generation."""
-    step = 1024
-    for start in range(0, len(vector_ids), step):
-        entries = writer.written_entries(vector_ids[start : start + step])
-        writer.add_vectors(entries, base.vectors_for([e.chunk for e in entries]))
-    vector_ids.clear()
+def _write_unchanged(
+    writer: IndexWriter, base: Index, documents: list[Document], batch_chunks: int
+) -> int:
+    """Write unchanged documents held back until the first change (`documents` without their
+    text): text, chunks and vectors from the base, about `batch_chunks` chunks at a time.
+    Returns how many chunks an interrupted write of this generation already held."""
+    skipped = 0
+    docs: list[Document] = []
+    chunks: list[Chunk] = []
+    for n, held in enumerate(documents, start=1):
+        docs.append(dataclasses.replace(held, text=base.store.get_document(held.id).text))
+        chunks.extend(base.store.chunks_of(held.id))
+        if len(chunks) >= batch_chunks or n == len(documents):
+            writer.add_documents(docs, chunks)
+            present = writer.present(chunks)
+            todo = [c for c in chunks if c.vector_id not in present]
+            if todo:
+                by_id = {d.id: d for d in docs}
+                writer.add_vectors(entries_for(todo, by_id), base.vectors_for(todo))
+            skipped += len(present)
+            docs, chunks = [], []
+    documents.clear()
+    return skipped
 
 
 @dataclass

@@ -122,3 +122,30 @@ def test_a_folder_with_nothing_readable_says_what_was_skipped(tmp_path):
     result = _run("index", str(tmp_path / "docs"), "--index", str(tmp_path / "index"))
     assert result.exit_code == 1
     assert "no documents found" in result.output and "1 no text layer" in result.output
+
+
+def test_indexing_an_unchanged_folder_writes_nothing(tmp_path):
+    """Issue #20.5: `rag index` on a folder that has not changed finds so before it writes:
+    no temporary store appears in the index directory (its mtime stays), no generation."""
+    import time
+
+    index = tmp_path / "index"
+    folder = write_corpus(
+        tmp_path / "notes",
+        {
+            f"note{n}.txt": f"Survey note {n}: the Kair reservoir held {n * 10} million cubic "
+            "metres after the spring floods."
+            for n in range(4)
+        },
+    )
+    first = _run("index", str(folder), "--index", str(index))
+    assert first.exit_code == 0, first.output
+    before = sorted(p.name for p in index.iterdir())
+    stamp = index.stat().st_mtime_ns
+    time.sleep(0.05)  # so that a directory entry made and removed now changes the mtime
+
+    again = _run("index", str(folder), "--index", str(index))
+    assert again.exit_code == 0, again.output
+    assert "0 new, 0 changed, 4 unchanged, 0 removed; 0 chunks embedded" in again.output
+    assert sorted(p.name for p in index.iterdir()) == before
+    assert index.stat().st_mtime_ns == stamp, "something was written in the index directory"

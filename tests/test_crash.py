@@ -1,4 +1,5 @@
-"""The HTTP service under crashes, corruption and concurrent writes (issue #7's tests).
+"""The HTTP service and `rag index` under crashes, corruption and concurrent writes (issue
+#7's tests; issue #20: the real CLI killed at named points).
 
 Each server here is real uvicorn on a loopback port, in a child forked from the test process
 with the bundled model already loaded: a server starts in a fraction of a second, instead of
@@ -8,6 +9,7 @@ can be killed with SIGKILL and restarted twenty times within the suite's budget.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -16,6 +18,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -29,9 +32,11 @@ import uvicorn
 
 from api.main import create_app
 from index import Index
-from index.generations import current, list_generations
+from index.errors import UnknownDocument
+from index.generations import current, generation_name, generation_number, list_generations
 from index.records import Document
-from rag.config import Settings
+from index.testhooks import PAUSE_AT, PAUSE_MARKER, POINTS
+from rag.config import BUNDLED_CORPUS, PROJECT_ROOT, Settings
 from rag.indexing import build_index
 from tests.conftest import CHIRCHIK, UZBEK_DOC
 
@@ -377,3 +382,100 @@ def test_a_corrupt_new_generation_is_refused_and_the_service_keeps_serving(
             )
             assert client.get("/ready").json()["generation"] == good.generation
             assert client.get(f"/documents/extra-{n}").status_code == 200
+
+
+def _rag(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """`rag ARGS` as a real process: its own interpreter, model load and exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _rag_json(*args: str, env: dict[str, str]) -> dict:
+    proc = _rag(*args, "--json", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_rag_index_killed_at_each_point_leaves_the_last_generation_and_resumes(tmp_path):
+    """`rag index` as a real process, stopped by the test hook (index/testhooks.py) while
+    embedding, while writing its store, and with the new generation in place but CURRENT
+    not yet switched, then killed with SIGKILL there. Each time the kill left what that point
+    writes; `rag ask` answers from the previous generation, which passes every check and
+    lacks the new document; and the next `rag index` cleans up and writes the new one."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(BUNDLED_CORPUS, corpus)
+    root = tmp_path / "index"
+    # Small batches: the change comes in a later batch, after earlier ones are written.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAG_INGEST_BATCH_CHUNKS": "8"}
+    env.pop(PAUSE_AT, None)
+    first = _rag_json("index", str(corpus), "--index", str(root), env=env)
+    assert first["n_documents"] == 5
+    started = time.monotonic()
+
+    for n, point in enumerate(POINTS):
+        live = current(root)
+        live_number = generation_number(live)
+        doc_id = f"zz_marker_{n}"  # sorted last: the last batch holds the change
+        (corpus / f"{doc_id}.txt").write_text(
+            f"Marker station {n} of the Ferghana valley reports calibration code {CODES[n]}.",
+            encoding="utf-8",
+        )
+        marker = tmp_path / f"paused-{point}"
+        log = tmp_path / f"index-{point}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "rag.cli", "index", str(corpus), "--index", str(root)],
+                cwd=PROJECT_ROOT,
+                env={**env, PAUSE_AT: point, PAUSE_MARKER: str(marker)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            deadline = time.monotonic() + 240
+            while not marker.exists():
+                assert proc.poll() is None, f"rag index exited: {log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, f"never paused: {log.read_text()[-3000:]}"
+                time.sleep(0.05)
+            assert marker.read_text() == str(proc.pid)
+        finally:
+            proc.kill()  # SIGKILL
+            proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+
+        # What the kill left: the write as far as that point, never named by CURRENT.
+        assert current(root) == live, point
+        tmp = [p for p in root.iterdir() if p.name.startswith(".tmp-")]
+        newer = [p for p in list_generations(root) if generation_number(p) > live_number]
+        if point == "pointer":
+            assert tmp == [] and [p.name for p in newer] == [generation_name(live_number + 1)]
+            assert (newer[0] / "manifest.json").is_file()
+        else:
+            assert len(tmp) == 1 and newer == [], point
+            assert (tmp[0] / "store.sqlite").is_file()
+            assert (tmp[0] / "vectors.faiss").is_file() == (point == "store")
+            assert not (tmp[0] / "manifest.json").exists()
+
+        asked = _rag_json("ask", CHIRCHIK, "--index", str(root), env=env)
+        assert UZBEK_DOC in {c["doc_id"] for c in asked["citations"]}, point
+        served = Index.load(root)  # what `rag ask` loaded: the previous generation, intact
+        try:
+            assert served.path == live
+            with pytest.raises(UnknownDocument):
+                served.store.get_document(doc_id)
+        finally:
+            served.close()
+
+        report = _rag_json("index", str(corpus), "--index", str(root), env=env)
+        assert report["generation"] == live_number + 1, point
+        assert (report["added"], report["unchanged"], report["removed"]) == (1, 5 + n, 0)
+        assert _leftovers(root) == []
+        texts = _store_consistency(root)
+        assert CODES[n] in texts[doc_id]
+
+    print(f"\n{len(POINTS)} kills of rag index and resumes in {time.monotonic() - started:.1f}s")

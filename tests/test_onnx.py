@@ -207,3 +207,33 @@ def test_questions_can_be_embedded_on_another_backend(
     assert Embedder.from_settings(same, queries=True)._queries is None
     answer = Engine.load(bundled_settings, embedder=mixed).ask(CHIRCHIK)
     assert answer.answerable and answer.citations
+
+
+def _live_sessions() -> set[int]:
+    import gc
+
+    import onnxruntime as ort
+
+    return {id(o) for o in gc.get_objects() if type(o) is ort.InferenceSession}
+
+
+def test_the_float_session_of_a_question_embedder_loads_on_first_use(
+    onnx_cache, onnx_embedder, int8_embedder, sample_texts
+):
+    """Issue #20.7: a server embeds questions on int8; the float session (documents, citation
+    checks) is created only when something is first embedded on it, not at start."""
+    before = _live_sessions()
+    mixed = Embedder(backend="onnx", query_backend="onnx-int8", cache_dir=onnx_cache, threads=1)
+    assert len(_live_sessions() - before) == 1  # the int8 one only
+    question = mixed.encode_query(CHIRCHIK)
+    assert len(_live_sessions() - before) == 1
+    assert np.abs(question - int8_embedder.encode([CHIRCHIK])[0]).max() < 1e-6
+    documents = mixed.encode(sample_texts[:4])  # now the float one
+    assert len(_live_sessions() - before) == 2
+    assert np.abs(documents - onnx_embedder.encode(sample_texts[:4])).max() < 1e-6
+    mixed.encode(sample_texts[4:6])
+    assert len(_live_sessions() - before) == 2  # once
+    # Building an index embeds documents only: its one session loads at once, as before.
+    before = _live_sessions()
+    builder = Embedder(backend="onnx", cache_dir=onnx_cache, threads=1)
+    assert len(_live_sessions() - before) == 1 and builder._queries is None

@@ -159,3 +159,39 @@ def test_leftovers_of_a_crashed_write_are_cleaned_at_start_unless_a_writer_works
     assert generations.clean_leftovers_if_idle(root) is True
     assert not tmp.exists() and not orphan.exists() and not pointer_tmp.exists()
     assert Index.load(root).generation == first.generation
+
+
+def _flip_a_byte(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_pruning_keeps_the_newest_generation_that_verifies(
+    bundled_documents, embedder, fresh_settings
+):
+    """Issue #20.2: build a good generation, corrupt the next two, prune to two: the good one
+    is not deleted (each newer one fails its checks), and the service answers from it."""
+    from index import generations
+
+    root = fresh_settings.index_path
+    good, _ = build_index(fresh_settings, embedder, bundled_documents[:3])
+    for n in (4, 5):
+        bad, _ = build_index(fresh_settings, embedder, bundled_documents[:n])
+        _flip_a_byte(bad.path / "vectors.faiss")
+
+    generations.prune(root, keep=2)
+
+    assert good.path.is_dir()
+    assert [g.name for g in generations.list_generations(root)] == [
+        generations.generation_name(n) for n in (3, 2, 1)
+    ]
+    index = Index.load(root)
+    assert index.generation == good.generation
+    assert Engine(fresh_settings, index, embedder).ask(CHIRCHIK).citations[0].doc_id == UZBEK_DOC
+
+    # Once a newer generation verifies again, the old good one is pruned as usual.
+    repaired, _ = build_index(fresh_settings, embedder, bundled_documents[:2])
+    generations.prune(root, keep=2)
+    assert not good.path.exists()
+    assert Index.load(root).generation == repaired.generation

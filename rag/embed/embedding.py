@@ -100,11 +100,14 @@ class Embedder:
         elif backend in ("onnx", "onnx-int8"):
             from rag.embed.onnx import load_encoder
 
+            # With questions on another backend, this session serves documents and citation
+            # checks only, which a read-only server may never run: created on first use.
             self._onnx = load_encoder(
                 resolve_model_path(name),
                 cache_dir or DEFAULT_CACHE_DIR,
                 int8=backend == "onnx-int8",
                 threads=threads,
+                lazy=self.query_backend != backend,
             )
             self.dimension = self._onnx.dimension
             self.max_seq_length = self._onnx.max_seq_length
