@@ -15,8 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from index.milvus_store import is_remote
 from rag import errors as core
+from rag.indexing import is_remote_store
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def without_paths(message: str, *places: str | Path | None) -> str:
         if place is None or str(place) in ("", "."):
             continue
         names.add(str(place))
-        if not is_remote(str(place)):
+        if not is_remote_store(str(place)):
             names.add(str(Path(place).expanduser().resolve()))
     for name in sorted(names, key=len, reverse=True):  # the longest (absolute) first
         message = message.replace(name, "<index>")

@@ -16,13 +16,17 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from api.errors import IndexNotLoaded, without_paths
-from index import generations
-from index.index import Index
 from rag.config import Settings
 from rag.embed.embedding import Embedder, canonical_model_name
 from rag.engine import Engine
 from rag.errors import IndexStoreError, ModelNotAvailable
-from rag.indexing import load_index
+from rag.indexing import (
+    clean_leftovers,
+    live_generation,
+    load_generation,
+    load_index,
+    write_lock,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ class Service:
         """Load the model and the index (at startup). Failure leaves the service unready."""
         with self._lock:
             try:
-                generations.clean_leftovers_if_idle(self.settings.index_path)
+                clean_leftovers(self.settings.index_path)
             except OSError as exc:  # a read-only index still serves
                 logger.warning("could not clean leftovers of interrupted writes: %s", exc)
             self._load()
@@ -109,8 +113,7 @@ class Service:
 
     def pointer(self) -> str | None:
         """The name of the live generation on disk (one small file read)."""
-        live = generations.current(self.settings.index_path)
-        return live.name if live is not None else None
+        return live_generation(self.settings.index_path)
 
     def is_current(self, pointer: str | None) -> bool:
         engine = self.engine
@@ -145,12 +148,7 @@ class Service:
         assert pointer is not None
         try:
             started = time.perf_counter()
-            index = Index.load_generation(
-                self.settings.index_path / pointer,
-                verify=self.settings.verify_checksums,
-                milvus_uri=self.settings.milvus_uri,
-                lexical_source=self.settings.lexical_source,
-            )
+            index = load_generation(self.settings, pointer)
             self.load_seconds["index"] = time.perf_counter() - started
             index.check_compatible(model=engine.embedder.name, dimension=engine.embedder.dimension)
         except IndexStoreError as exc:
@@ -164,6 +162,6 @@ class Service:
         """Run `operation` on the engine, on the live generation, one writer at a time
         across all workers."""
         self.refresh(self.pointer(), wait=True)  # no index: IndexNotLoaded, before any lock
-        with generations.file_lock(self.settings.index_path / WRITE_LOCK):
+        with write_lock(self.settings.index_path / WRITE_LOCK):
             engine = self.refresh(self.pointer(), wait=True)
             return operation(engine)

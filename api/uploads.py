@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 
 from api.errors import InvalidDocuments, PayloadTooLarge, UnsupportedMediaType
 from api.schemas import DocumentsIn, check_document_id
-from index import Document
+from rag.indexing import Document
 from rag.ingest.cleaning import parse_date
 from rag.ingest.documents import SUPPORTED_SUFFIXES, document_from_fields, parse_bytes
 from rag.ingest.formats import SkipReason, Unreadable

@@ -33,6 +33,7 @@ from index import (
     generations,
 )
 from index.manifest import Manifest
+from index.milvus_store import is_remote
 from index.testhooks import pause_point
 from rag.config import Settings
 from rag.embed.embedding import Embedder
@@ -100,6 +101,42 @@ def load_index(settings: Settings, *, model: str | None = None) -> Index:
         milvus_uri=settings.milvus_uri,
         lexical_source=settings.lexical_source,
     )
+
+
+def load_generation(settings: Settings, name: str) -> Index:
+    """One generation of the index at `settings.index_path` by its directory name (a server
+    following the live pointer loads the generation it names)."""
+    return Index.load_generation(
+        settings.index_path / name,
+        verify=settings.verify_checksums,
+        milvus_uri=settings.milvus_uri,
+        lexical_source=settings.lexical_source,
+    )
+
+
+def live_generation(index_path: Path) -> str | None:
+    """The name of the live generation on disk (one small file read), or None."""
+    live = generations.current(index_path)
+    return live.name if live is not None else None
+
+
+def generation_name(number: int) -> str:
+    return generations.generation_name(number)
+
+
+def clean_leftovers(index_path: Path) -> None:
+    """Remove what killed writers left behind, unless another writer holds the lock."""
+    generations.clean_leftovers_if_idle(index_path)
+
+
+def write_lock(path: Path):
+    """An exclusive lock file across processes (writers in every worker take it)."""
+    return generations.file_lock(path)
+
+
+def is_remote_store(uri: str) -> bool:
+    """Whether a vector-store address is a server, not a file on this machine."""
+    return is_remote(uri)
 
 
 def build_index(
@@ -415,11 +452,19 @@ def index_stats(index: Index) -> IndexStats:
 
 __all__ = [
     "BatchDone",
+    "Document",
+    "Index",
     "build_index",
     "chunking_settings",
+    "clean_leftovers",
     "directory_size",
+    "generation_name",
     "index_stats",
+    "is_remote_store",
+    "live_generation",
+    "load_generation",
     "load_index",
+    "write_lock",
     "reusable",
     "store_config",
 ]

@@ -19,7 +19,7 @@ from api.errors import InvalidDocuments, PayloadTooLarge, UnsupportedMediaType
 from api.schemas import DocumentPage, DocumentsIn, WriteResult, error_responses
 from api.state import Service
 from api.uploads import UploadedFile, documents_from_files, documents_from_json
-from index import Document, generations
+from rag.indexing import Document, generation_name
 from rag.models import EXAMPLE_DOC, BuildReport, ChunkDetail, DocumentDetail, DocumentInfo
 
 reads = APIRouter(tags=["documents"], dependencies=[ReadAccess])
@@ -168,7 +168,7 @@ def public_source(source: str | None) -> str | None:
 
 
 def public_report(report: BuildReport) -> BuildReport:
-    return report.model_copy(update={"path": generations.generation_name(report.generation)})
+    return report.model_copy(update={"path": generation_name(report.generation)})
 
 
 def _media_type(request: Request) -> str:

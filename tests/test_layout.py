@@ -1,0 +1,41 @@
+"""The package layout holds (ARCHITECTURE.md): imports go api -> rag -> index, never back,
+api never reaches into index, and rag keeps one package per stage."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def imported(package: str) -> dict[str, set[str]]:
+    """Top-level packages each module of `package` imports (lazy imports included)."""
+    out: dict[str, set[str]] = {}
+    for path in (ROOT / package).rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+        out[str(path.relative_to(ROOT))] = names
+    return out
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [("index", {"rag", "api"}), ("rag", {"api"}), ("api", {"index"})],
+)
+def test_imports_go_one_way(package, forbidden):
+    wrong = {m: sorted(n & forbidden) for m, n in imported(package).items() if n & forbidden}
+    assert not wrong, wrong
+
+
+def test_rag_keeps_one_package_per_stage():
+    modules = sorted(p.name for p in (ROOT / "rag").glob("*.py") if p.name != "__init__.py")
+    assert len(modules) <= 8, modules
+    for stage in ("ingest", "text", "embed", "search", "answer", "evaluation"):
+        assert (ROOT / "rag" / stage / "__init__.py").is_file(), stage
