@@ -632,6 +632,9 @@ class Bench:
         questions = load_questions()
         workers = self.args.server_workers
         env = {"RAG_QUERY_BATCHING": "1" if batching else "0"}
+        if self.args.rate_limit:  # the limiter's cost: a limit no client reaches
+            env["RAG_RATE_LIMIT_PER_MINUTE"] = str(self.args.rate_limit)
+            env["RAG_RATE_LIMIT_BURST"] = str(self.args.rate_limit)
         label = f"batching {'on' if batching else 'off'}"
         log = self.workdir / "serve-http.log"
         with server(index, log, workers=workers, env=env) as (url, _, pid):
@@ -1504,6 +1507,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--rate", type=float, help="`http`: one run at this arrival rate instead of a ramp"
     )
     p.add_argument("--http-seconds", type=float, help="`http`: length of the sustained run")
+    p.add_argument(
+        "--rate-limit",
+        type=int,
+        default=0,
+        help="`http`: the server's RAG_RATE_LIMIT_PER_MINUTE (and burst), to measure the "
+        "limiter's cost; default 0, off, as the clients share one address",
+    )
     p.add_argument(
         "--slo-p99-ms",
         type=float,
