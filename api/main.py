@@ -17,7 +17,13 @@ from fastapi.openapi.utils import get_openapi
 
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
-from api.observability import Metrics, RequestObservability, configure_logging
+from api.observability import (
+    Metrics,
+    RequestObservability,
+    configure_logging,
+    worker_started,
+    worker_stopping,
+)
 from api.observability import router as metrics_router
 from api.ratelimit import RateLimit, RequestTimeout, document_limits
 from api.routes import ask, docs, documents, health, web
@@ -50,9 +56,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     if settings.embedding_backend == "torch":  # the ONNX backends never import torch
         await anyio.to_thread.run_sync(_limit_torch_threads, settings.torch_threads)
+    worker_started()
     await anyio.to_thread.run_sync(service.start)
-    yield
-    await anyio.to_thread.run_sync(service.close)
+    try:
+        yield
+    finally:
+        await anyio.to_thread.run_sync(service.close)
+        worker_stopping()
 
 
 def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
@@ -82,7 +92,10 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     # Added last, run first: request id, access log and metrics; then the rate; then the time.
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
     app.add_middleware(
-        RateLimit, per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
+        RateLimit,
+        per_minute=settings.rate_limit_per_minute,
+        burst=settings.rate_limit_burst,
+        shared_dir=settings.run_dir,
     )
     app.state.metrics = Metrics(app.state.service)
     app.add_middleware(RequestObservability, metrics=app.state.metrics, routes=lambda: app.routes)

@@ -4,7 +4,13 @@
 (a sane incoming one is kept, otherwise one is generated), echoed in the response and
 carried by every log record made while the request runs. When the response is complete
 it logs one line on the `api.access` logger and counts the request in `Metrics`, which
-`GET /metrics` exposes in Prometheus' text format. Metrics are per worker process.
+`GET /metrics` exposes in Prometheus' text format.
+
+With several workers, `rag serve` sets PROMETHEUS_MULTIPROC_DIR (before any worker
+imports prometheus_client): every worker then writes its counters, histograms and gauges
+to files there, and a scrape of any worker reads them all (prometheus_client's
+multiprocess mode), so one scrape sums the workers. The index gauges and load times are
+those of the worker scraped (every worker serves the live generation).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -27,6 +34,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -65,11 +73,26 @@ def request_id_from(headers: Headers) -> str:
 # metrics
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The folder of prometheus_client's multiprocess mode, when the server runs in it."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
 class Metrics:
-    """The app's own registry: request counts and latencies, and the loaded index."""
+    """The app's own registry: request counts and latencies, and the loaded index.
+
+    In multiprocess mode the metrics below write to this worker's files and `render` reads
+    every worker's; `rag_http_requests_in_progress` sums the live workers (`livesum`), and
+    the micro-batching statistics, which the batcher keeps in plain attributes, are copied
+    into metrics of their own after each request (counters summed, `largest` the `max`)."""
 
     def __init__(self, service: Service) -> None:
         self.registry = CollectorRegistry()
+        self.service = service
+        self.shared = multiprocess_dir()
         self.requests = Counter(
             "rag_http_requests",
             "HTTP requests, by method, route template and status code.",
@@ -84,23 +107,118 @@ class Metrics:
             registry=self.registry,
         )
         self.in_progress = Gauge(
-            "rag_http_requests_in_progress", "Requests being handled.", registry=self.registry
+            "rag_http_requests_in_progress",
+            "Requests being handled.",
+            multiprocess_mode="livesum",
+            registry=self.registry,
         )
-        self.registry.register(IndexCollector(service))
+        self.batches = None
+        if self.shared and service.settings.query_batching:
+            self.batches = SharedBatchStats(service, self.registry)
+        self.index = IndexCollector(service, batches=self.batches is None)
+        self.registry.register(self.index)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
+        if self.batches is not None:
+            self.batches.sync()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.shared is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.shared)
+        registry.register(self.index)
+        return generate_latest(registry)
+
+
+class SharedBatchStats:
+    """The batcher's statistics as multiprocess metrics: its counters advance by what the
+    batcher counted since the last copy (a new batcher, after a reload, starts again)."""
+
+    def __init__(self, service: Service, registry: CollectorRegistry) -> None:
+        self.service = service
+        self.batches = Counter(
+            "rag_query_batches", "Micro-batches of questions embedded.", registry=registry
+        )
+        self.requests = Counter(
+            "rag_query_batch_requests", "Questions embedded in micro-batches.", registry=registry
+        )
+        self.fallbacks = Counter(
+            "rag_query_batch_fallbacks",
+            "Questions embedded alone because the batch queue was full or closed.",
+            registry=registry,
+        )
+        self.largest = Gauge(
+            "rag_query_batch_largest",
+            "Largest micro-batch so far.",
+            multiprocess_mode="max",
+            registry=registry,
+        )
+        self._batcher: object = None
+        self._seen = (0, 0, 0)
+
+    def sync(self) -> None:
+        engine = self.service.engine
+        batcher = engine.embedder.batcher if engine is not None else None
+        if batcher is None:
+            return
+        if batcher is not self._batcher:
+            self._batcher, self._seen = batcher, (0, 0, 0)
+        stats = batcher.stats
+        now = (stats.batches, stats.requests, stats.fallbacks)
+        for counter, before, after in zip(
+            (self.batches, self.requests, self.fallbacks), self._seen, now, strict=True
+        ):
+            if after > before:
+                counter.inc(after - before)
+        self._seen = now
+        self.largest.set(stats.largest)
+
+
+def reap_dead_workers(path: str) -> list[int]:
+    """Drop the live gauges of workers that died without saying so (killed, crashed), whose
+    in-progress requests would otherwise count forever; a restarted worker calls this."""
+    dead: set[int] = set()
+    for name in os.listdir(path):
+        stem, _, pid = name.removesuffix(".db").rpartition("_")
+        if not (stem.startswith("gauge_live") and pid.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            dead.add(int(pid))
+        except PermissionError:
+            pass  # alive, someone else's
+    for pid in sorted(dead):
+        multiprocess.mark_process_dead(pid, path)
+    return sorted(dead)
+
+
+def worker_started() -> None:
+    """At a worker's start, in multiprocess mode: forget the live gauges of dead workers."""
+    path = multiprocess_dir()
+    if path is not None:
+        dead = reap_dead_workers(path)
+        if dead:
+            logger.info("metrics: dropped the live gauges of dead workers %s", dead)
+
+
+def worker_stopping() -> None:
+    """At a worker's clean exit, in multiprocess mode: its live gauges stop counting."""
+    path = multiprocess_dir()
+    if path is not None:
+        multiprocess.mark_process_dead(os.getpid(), path)
 
 
 class IndexCollector(Collector):
-    """The loaded index and load times, read from the service at each scrape."""
+    """The loaded index and load times, read from the service at each scrape; and the
+    batcher's statistics, unless `SharedBatchStats` exposes them."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, *, batches: bool = True) -> None:
         self.service = service
+        self.batches = batches
 
     def collect(self) -> Iterator[Metric]:
         engine = self.service.engine
@@ -133,7 +251,7 @@ class IndexCollector(Collector):
                 "Seconds the last index generation loaded by this worker took to load.",
                 value=seconds["index"],
             )
-        batcher = engine.embedder.batcher if engine is not None else None
+        batcher = engine.embedder.batcher if engine is not None and self.batches else None
         if batcher is not None:
             stats = batcher.stats
             yield CounterMetricFamily(
@@ -169,8 +287,11 @@ router = APIRouter(tags=["health"])
 )
 async def metrics(request: Request) -> Response:
     """Metrics in Prometheus' text format: requests by route and status, latencies, the
-    index's size and generation, load times. This worker's only."""
+    index's size and generation, load times. Under `rag serve` with several workers, the
+    requests and batches of all of them."""
     registry: Metrics = request.app.state.metrics
+    if registry.batches is not None:
+        registry.batches.sync()
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -298,8 +419,8 @@ class RequestIdFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request_id, and for access
-    lines method, route, status, duration_ms and client."""
+    """One JSON object per line: time, level, logger, message, pid, request_id, and for
+    access lines method, route, status, duration_ms and client."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -307,6 +428,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which worker, under `rag serve --workers N`
         }
         request_id = getattr(record, "request_id", None) or current_request_id()
         if request_id and request_id != "-":

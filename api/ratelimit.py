@@ -1,8 +1,9 @@
 """Rate and time limits, as ASGI middlewares: 429 for a client over its rate, 504 for a
 request over its time.
 
-Both are per worker process and in memory: with `rag serve --workers N` a client can make
-up to N times the rate, one bucket in each worker.
+A single process keeps its buckets in memory. Several workers (`rag serve --workers N`)
+share theirs in a SQLite file in the server's run folder (RAG_RUN_DIR, which `rag serve`
+creates), so that a client gets the configured rate in all, not N times it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sqlite3
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -87,6 +92,145 @@ class TokenBuckets:
             self._buckets.popitem(last=False)
 
 
+class Buckets(Protocol):
+    def take(self, key: str) -> float: ...
+
+
+SHARED_BUCKETS = "ratelimit.sqlite"
+
+
+class SharedTokenBuckets:
+    """`TokenBuckets` in a SQLite file that every worker of a server opens, so that a
+    client's bucket is the same whichever worker takes its request.
+
+    One short `BEGIN IMMEDIATE` transaction a request (a read and an upsert, under SQLite's
+    write lock, so two workers never both spend the last token). The file is throwaway
+    state in the server's private run folder: WAL without syncs, as a crash loses only
+    buckets, which start full again. `time.monotonic` is the clock: on Linux and macOS it
+    is system-wide, so all workers read the same one. If the file fails (a full disk, a
+    lock held past the timeout), the request is counted in this worker's own memory
+    instead: the limit loosens to per worker rather than refusing or failing requests.
+    """
+
+    PRUNE_EVERY = 1024
+
+    def __init__(
+        self,
+        path: Path,
+        per_minute: float,
+        burst: int,
+        *,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+        timeout: float = 1.0,
+    ) -> None:
+        self.local = TokenBuckets(per_minute, burst, max_keys=max_keys, clock=clock)
+        self.rate = self.local.rate
+        self.burst = self.local.burst
+        self.max_keys = max_keys
+        self.clock = clock
+        self.path = path
+        self._lock = threading.Lock()  # one connection, used from the event loop's thread
+        self._takes = 0
+        self._warned_at = -math.inf
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = _open_buckets(path, timeout)
+
+    def take(self, key: str) -> float:
+        """Take a token for `key`: 0.0 when there was one, else the seconds until there is."""
+        with self._lock:
+            try:
+                return self._take(key)
+            except sqlite3.Error as exc:
+                self._rollback()
+                now = self.clock()
+                if now - self._warned_at > 60:
+                    self._warned_at = now
+                    logger.warning(
+                        "shared rate-limit buckets failed (%s); limiting per worker for now", exc
+                    )
+                return self.local.take(key)
+
+    def _take(self, key: str) -> float:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        now = self.clock()
+        row = db.execute("SELECT tokens, updated FROM buckets WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            tokens = self.burst
+        else:
+            tokens = min(self.burst, row[0] + max(0.0, now - row[1]) * self.rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / self.rate
+        db.execute(
+            "INSERT INTO buckets (key, tokens, updated) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated",
+            (key, tokens, now),
+        )
+        self._takes += 1
+        if self._takes % self.PRUNE_EVERY == 0:
+            self._prune(now)
+        db.execute("COMMIT")
+        return wait
+
+    def _prune(self, now: float) -> None:
+        """As `TokenBuckets`: drop full buckets, then the least recently used, past max_keys."""
+        db = self._db
+        (count,) = db.execute("SELECT count(*) FROM buckets").fetchone()
+        if count < self.max_keys:
+            return
+        db.execute(
+            "DELETE FROM buckets WHERE tokens + (? - updated) * ? >= ?",
+            (now, self.rate, self.burst),
+        )
+        db.execute(
+            "DELETE FROM buckets WHERE key IN "
+            "(SELECT key FROM buckets ORDER BY updated DESC LIMIT -1 OFFSET ?)",
+            (self.max_keys - 1,),
+        )
+
+    def _rollback(self) -> None:
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM buckets").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _open_buckets(path: Path, timeout: float) -> sqlite3.Connection:
+    """The buckets' database, created by whichever worker comes first.
+
+    Workers start together, so switching to WAL can find the file locked: that is retried
+    for a few seconds (the busy timeout does not cover it)."""
+    deadline = time.monotonic() + 10
+    while True:
+        db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = OFF")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS buckets "
+                "(key TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL)"
+            )
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def client_ip(scope: Scope) -> str:
     """The client's address. Behind a reverse proxy, start uvicorn with
     `--forwarded-allow-ips` so that this is the forwarded client, not the proxy."""
@@ -96,7 +240,10 @@ def client_ip(scope: Scope) -> str:
 
 class RateLimit:
     """Refuse a client (by IP) over `per_minute` requests a minute, after a burst of
-    `burst`, with 429, a JSON error and `Retry-After`. `per_minute=0` disables the limit."""
+    `burst`, with 429, a JSON error and `Retry-After`. `per_minute=0` disables the limit.
+
+    With `shared_dir` (the server's run folder) the buckets are shared by every worker
+    that is given the same folder; without it they are this process's own."""
 
     def __init__(
         self,
@@ -105,11 +252,17 @@ class RateLimit:
         per_minute: int,
         burst: int,
         exempt: Iterable[str] = EXEMPT_PATHS,
+        shared_dir: Path | None = None,
     ) -> None:
         self.app = app
         self.per_minute = per_minute
         self.exempt = frozenset(exempt)
-        self.buckets = TokenBuckets(per_minute, burst) if per_minute > 0 else None
+        self.buckets: Buckets | None = None
+        if per_minute > 0:
+            if shared_dir is not None:
+                self.buckets = SharedTokenBuckets(shared_dir / SHARED_BUCKETS, per_minute, burst)
+            else:
+                self.buckets = TokenBuckets(per_minute, burst)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (

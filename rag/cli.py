@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -627,14 +630,55 @@ def serve(
     if milvus_collection is not None:
         os.environ["RAG_MILVUS_COLLECTION"] = milvus_collection
     verbose = ctx.find_root().params.get("verbose", 0)
-    uvicorn.run(
-        "api.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="debug" if verbose > 1 else "info",
-    )
+    with shared_run_dir(workers):
+        uvicorn.run(
+            "api.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="debug" if verbose > 1 else "info",
+        )
+
+
+RUN_DIR_ENV = "RAG_RUN_DIR"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def shared_run_dir(workers: int) -> Iterator[Path | None]:
+    """For several workers, a private folder they share, named to them by the environment
+    (which spawned workers inherit): the rate limiter's buckets (RAG_RUN_DIR) and
+    prometheus_client's multiprocess files (PROMETHEUS_MULTIPROC_DIR, read when a worker
+    first imports prometheus_client), so that the limit and /metrics hold for the server,
+    not each worker. In RAM (/dev/shm) when there is one, else the temporary folder;
+    removed when the server stops. Folders the deployer set already are used as they are.
+    One worker needs none, and runs as it always has."""
+    if workers <= 1:
+        yield None
+        return
+    base = "/dev/shm" if os.access("/dev/shm", os.W_OK | os.X_OK) else None
+    run = Path(tempfile.mkdtemp(prefix="rag-serve-", dir=base))  # mode 0700
+    saved = {name: os.environ.get(name) for name in (RUN_DIR_ENV, MULTIPROC_ENV)}
+    try:
+        if not saved[RUN_DIR_ENV]:
+            os.environ[RUN_DIR_ENV] = str(run)
+        if not saved[MULTIPROC_ENV]:
+            (run / "metrics").mkdir()
+            os.environ[MULTIPROC_ENV] = str(run / "metrics")
+        logger.info(
+            "workers share %s (rate limit) and %s (metrics)",
+            os.environ[RUN_DIR_ENV],
+            os.environ[MULTIPROC_ENV],
+        )
+        yield run
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def default_workers(

@@ -187,13 +187,20 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         default=600,
         ge=0,
-        description="Requests per minute per client IP (per worker) before 429; 0 disables. "
+        description="Requests per minute per client IP before 429 (shared by the workers of "
+        "`rag serve`, see run_dir); 0 disables. "
         "/health, /ready and /metrics are exempt.",
     )
     rate_limit_burst: int = Field(
         default=60,
         ge=1,
         description="Requests a client may make at once before the per-minute rate applies.",
+    )
+    run_dir: Path | None = Field(
+        default=None,
+        description="A private folder the workers of one server share their rate-limit "
+        "buckets in; `rag serve` creates one for several workers and removes it at exit. "
+        "Unset: each process limits on its own.",
     )
     request_timeout_seconds: float = Field(
         default=30.0,
