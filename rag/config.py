@@ -191,12 +191,13 @@ class Settings(BaseSettings):
         "(idf-weighted) that must be in the sentences it cites.",
     )
     generator_min_support: float = Field(
-        default=0.5,
+        default=0.9,
         ge=0.0,
         le=1.0,
         description="The reader's probability that the cited sentences answer the question, "
-        "under which a generated sentence is unsupported (sentence mode: the citation support "
-        "score of rag.verify).",
+        "under which a generated sentence is unsupported (as RAG_MIN_ANSWERABLE; measured in "
+        "README, Generated answers). Sentence mode, with no reader: the citation support "
+        "score of rag.verify against RAG_MIN_SUPPORT instead.",
     )
     max_question_chars: int = Field(default=2000, ge=1, description="Longest question accepted.")
     keep_generations: int = Field(default=3, ge=1, description="Index generations kept on disk.")

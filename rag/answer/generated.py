@@ -134,7 +134,7 @@ def finish(
         overlap=lambda claim, evidence: term_recall(claim, evidence, weight),
         signal=_signal(response.question, reader, embed, weight),
         min_overlap=settings.generator_min_overlap,
-        min_signal=settings.generator_min_support,
+        min_signal=settings.generator_min_support if reader is not None else settings.min_support,
         signal_name=(
             "the reader's probability that they answer the question"
             if reader is not None
