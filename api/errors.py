@@ -208,9 +208,10 @@ async def _model_not_available(request: Request, exc: core.ModelNotAvailable) ->
 
 
 # A generator that cannot be reached or answers badly is the upstream's failure (502), a slow
-# one a timeout (504); neither is the service's (500). No generator configured: 503.
+# one a timeout (504); neither is the service's (500). `generate` on a server without a
+# generator is a request this server does not take: 422, like an unknown retrieval mode.
 _GENERATOR_STATUS = {
-    GeneratorNotConfigured: 503,
+    GeneratorNotConfigured: 422,
     GeneratorTimeout: 504,
 }
 

@@ -143,7 +143,7 @@ class Settings(BaseSettings):
         default=None,
         description="OpenAI-compatible base URL of a generator (Ollama, vLLM, llama.cpp's "
         "server, OpenAI), e.g. http://127.0.0.1:8080/v1; `POST {url}/chat/completions`. Unset: "
-        "`generate` requests are refused with 503 and answers stay extractive.",
+        "`generate` requests are refused with 422 and answers stay extractive.",
     )
     generator_model: str | None = Field(
         default=None, description="The model name sent to the generator (unset: not sent)."

@@ -539,7 +539,7 @@ class AskRequest(QuestionRequest):
         strict=True,
         description="Have the configured generator (RAG_GENERATOR_URL) write the answer from "
         "numbered sentences of the passages; each sentence is checked against the sentences "
-        "it cites. 503 when no generator is configured; 502/504 (with the extractive answer) "
+        "it cites. 422 when no generator is configured; 502/504 (with the extractive answer) "
         "when it fails.",
     )
 

@@ -31,10 +31,11 @@ router = APIRouter(tags=["questions"], dependencies=[ReadAccess])
 _ERRORS = error_responses(401, 403, 413, 422, 503)
 _ASK_ERRORS = {
     **_ERRORS,
-    503: {
+    422: {
         "model": ErrorResponse,
-        "description": "No index loaded (`index_not_loaded`), or `generate: true` with no "
-        "generator configured (`generator_not_configured`).",
+        "description": "Invalid request: malformed JSON, missing or wrong fields, k out of "
+        "range; or `generate: true` on a server with no generator configured "
+        "(`generator_not_configured`).",
     },
     **GENERATOR_ERRORS,
 }
@@ -114,12 +115,24 @@ the stream started is an `error` event with the body a 502/504 would have. Witho
 `generate` (or when the extractive stage abstains): the `answer` event only."""
 
 
+# One server-sent event; `data` is JSON (`delta`: {"text"}, `answer`: AskResponse, `error`:
+# GeneratorErrorResponse).
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["delta", "answer", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
+
+
 @router.post(
     "/ask/stream",
     responses={
         **_ASK_ERRORS,
         200: {
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
             "description": _STREAM_DESCRIPTION,
         },
     },
