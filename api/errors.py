@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag import errors as core
+from rag.answer.generator import GeneratorError, GeneratorNotConfigured, GeneratorTimeout
 from rag.indexing import is_remote_store
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,9 @@ _STATUS_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
+    502: "bad_gateway",
     503: "unavailable",
+    504: "timeout",
 }
 
 
@@ -204,6 +207,24 @@ async def _model_not_available(request: Request, exc: core.ModelNotAvailable) ->
     return error_response(503, "model_not_available", str(exc))
 
 
+# A generator that cannot be reached or answers badly is the upstream's failure (502), a slow
+# one a timeout (504); neither is the service's (500). `generate` on a server without a
+# generator is a request this server does not take: 422, like an unknown retrieval mode.
+_GENERATOR_STATUS = {
+    GeneratorNotConfigured: 422,
+    GeneratorTimeout: 504,
+}
+
+
+async def _generator_error(request: Request, exc: GeneratorError) -> JSONResponse:
+    """The generator's failure, with the extractive answer it was to replace offered."""
+    status = next((s for t, s in _GENERATOR_STATUS.items() if isinstance(exc, t)), 502)
+    body = error_body(exc.code, exc.message)
+    if exc.extractive is not None:
+        body["extractive"] = exc.extractive.model_dump(mode="json")
+    return JSONResponse(body, status_code=status)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette's ServerErrorMiddleware re-raises after this, so the server logs the traceback.
     logger.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
@@ -223,4 +244,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(core.EmptyCorpus, _corpus_error)
     app.add_exception_handler(core.CorpusError, _corpus_error)
     app.add_exception_handler(core.ModelNotAvailable, _model_not_available)
+    app.add_exception_handler(GeneratorError, _generator_error)
     app.add_exception_handler(Exception, _unexpected)

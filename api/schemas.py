@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rag.models import BuildReport, DocumentInfo, Text
+from rag.models import AskResponse, BuildReport, DocumentInfo, Text
 
 EXAMPLE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -49,6 +49,44 @@ class ErrorResponse(BaseModel):
     )
 
     error: ErrorDetail
+
+
+class GeneratorErrorResponse(ErrorResponse):
+    """A generated answer that failed (`generate: true`): the error, and the extractive
+    answer the service gives without the generator."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "error": {
+                    "code": "generator_timeout",
+                    "message": "the generator did not answer within 20 s",
+                },
+                "extractive": AskResponse.model_config["json_schema_extra"]["example"],
+            }
+        }
+    )
+
+    extractive: AskResponse | None = Field(
+        default=None, description="The answer without the generator (reader or sentence)."
+    )
+
+
+GENERATOR_ERRORS: dict[int | str, dict] = {
+    502: {
+        "model": GeneratorErrorResponse,
+        "description": "`generate: true` and the generator is unreachable or its answer is not "
+        "an OpenAI chat completion (`generator_unreachable`, `generator_bad_response`); the "
+        "extractive answer is in `extractive`.",
+    },
+    504: {
+        "model": GeneratorErrorResponse,
+        "description": "`generate: true` and the generator did not answer within "
+        "RAG_GENERATOR_TIMEOUT_SECONDS (`generator_timeout`); the extractive answer is in "
+        "`extractive`. (A 504 `timeout` without it: the whole request ran over "
+        "RAG_REQUEST_TIMEOUT_SECONDS.)",
+    },
+}
 
 
 def error_responses(*codes: int) -> dict[int | str, dict]:

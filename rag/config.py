@@ -144,6 +144,67 @@ class Settings(BaseSettings):
         description="A citation whose support score is under this is flagged `supported: false` "
         "(chosen on the bundled tune split; see README, Explain and verify).",
     )
+    # generation (optional; README, "Generated answers")
+    generator_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible base URL of a generator (Ollama, vLLM, llama.cpp's "
+        "server, OpenAI), e.g. http://127.0.0.1:8080/v1; `POST {url}/chat/completions`. Unset: "
+        "`generate` requests are refused with 422 and answers stay extractive.",
+    )
+    generator_model: str | None = Field(
+        default=None, description="The model name sent to the generator (unset: not sent)."
+    )
+    generator_api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer key for the generator (RAG_GENERATOR_API_KEY); never logged.",
+    )
+    generator_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="Longest wait for one generator attempt before 504 (keep it under "
+        "RAG_REQUEST_TIMEOUT_SECONDS).",
+    )
+    generator_retries: int = Field(
+        default=1,
+        ge=0,
+        le=5,
+        description="Retries of a refused connection, 429 or 5xx (never of a timeout).",
+    )
+    generator_max_tokens: int = Field(
+        default=200, ge=1, description="Most tokens the generator may write per answer."
+    )
+    generator_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    generator_context_tokens: int = Field(
+        default=2048,
+        ge=256,
+        description="The generator's context window: the prompt numbers as many sentences of "
+        "the best passages as fit beside generator_max_tokens.",
+    )
+    generator_passages: int = Field(
+        default=3, ge=1, description="Best passages whose sentences the prompt numbers."
+    )
+    generator_unsupported: Literal["drop", "mark"] = Field(
+        default="drop",
+        description="A generated sentence that fails its check: dropped from the answer, or "
+        "kept and marked `supported: false`. With none supported the extractive answer is "
+        "given instead, either way.",
+    )
+    generator_min_overlap: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        description="The lexical floor: share of a generated sentence's content words "
+        "(idf-weighted) that must be in the sentences it cites.",
+    )
+    generator_min_support: float = Field(
+        default=0.9,
+        ge=0.0,
+        le=1.0,
+        description="The reader's probability that the cited sentences answer the question, "
+        "under which a generated sentence is unsupported (as RAG_MIN_ANSWERABLE; measured in "
+        "README, Generated answers). Sentence mode, with no reader: the citation support "
+        "score of rag.answer.verify against RAG_MIN_SUPPORT instead.",
+    )
     max_question_chars: int = Field(default=2000, ge=1, description="Longest question accepted.")
     keep_generations: int = Field(default=3, ge=1, description="Index generations kept on disk.")
     verify_checksums: bool = Field(

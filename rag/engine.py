@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from index import ChunkFilter, Document, Index, vectors
 from index.records import page_at
-from rag.answer import compose_answer, load_reader
+from rag.answer import compose_answer, generated, load_reader
+from rag.answer.generated import generate_answer
+from rag.answer.generator import Completion, Generator, GeneratorBadResponse, GeneratorError
 from rag.answer.reader import Reader
 from rag.answer.reading import answer_support, read_answer
 from rag.answer.verify import SupportCheck, check_support
@@ -56,6 +58,8 @@ class Engine:
         self.embedder = embedder
         self.reader = load_reader(settings) if reader is True else reader or None
         self._write_lock = threading.Lock()
+        self._generator: Generator | None = None
+        self._generator_lock = threading.Lock()
         self._examples: dict[int, bool] = {}  # generation -> holds the bundled corpus
         # FAISS OpenMP threads per request thread (the server sets it; None: FAISS's default)
         self.search_threads: int | None = None
@@ -168,8 +172,14 @@ class Engine:
         k: int | None = None,
         filters: Filters | None = None,
         mode: str | None = None,
+        *,
+        generate: bool = False,
     ) -> AskResponse:
+        """The answer to `question`: extractive, or with `generate` written by the configured
+        generator from the passages and checked sentence by sentence (rag.answer.generate);
+        a GeneratorError carries the extractive answer as `extractive`."""
         started = time.perf_counter()
+        generator = self.generator() if generate else None  # refuses before any work
         timings: dict[str, float] = {}
         index = self.index  # one generation for the whole answer, even if a write swaps it
         passages = self.retrieve(question, k, filters, index=index, timings=timings, mode=mode)
@@ -206,7 +216,7 @@ class Engine:
             timings["verify"] = round((time.perf_counter() - t) * 1000, 3)
         citations = _with_pages(index, citations)
         timings["total"] = round((time.perf_counter() - started) * 1000, 3)
-        return AskResponse(
+        response = AskResponse(
             question=question.strip(),
             answer=composed.answer,
             short_answer=composed.short_answer,
@@ -219,6 +229,84 @@ class Engine:
             answer_mode=answer_mode,
             reason=composed.reason,
         )
+        if generator is None:
+            return response
+        return generate_answer(
+            self.settings,
+            generator,
+            response,
+            reader=self.reader if answer_mode == "reader" else None,
+            embed=lambda texts: self.embedder.encode(texts, progress=False),
+            weight=index.lexical.idf,
+            started=started,
+        )
+
+    def ask_stream(
+        self,
+        question: str,
+        k: int | None = None,
+        filters: Filters | None = None,
+        mode: str | None = None,
+        *,
+        generate: bool = False,
+    ) -> tuple[AskResponse, Iterator[str] | None, Callable[[str], AskResponse] | None]:
+        """For streaming: (the extractive response, the generator's text as it is written,
+        the function that checks the whole text and gives the final response). Without
+        `generate`, or when the extractive stage abstains, only the first: it is final.
+        Errors before the first delta raise here, so they are a status, not an event."""
+        started = time.perf_counter()
+        generator = self.generator() if generate else None
+        response = self.ask(question, k, filters, mode)
+        if generator is None:
+            return response, None, None
+        done = generated.skipped(self.settings, response)
+        if done is not None:
+            return done, None, None
+        prompt = generated.prompt_for(self.settings, response)
+        t = time.perf_counter()
+        deltas = generator.stream(prompt.messages)
+        try:
+            first = next(deltas, "")
+        except GeneratorError as exc:
+            exc.extractive = response
+            raise
+        index = self.index
+
+        def text() -> Iterator[str]:
+            if first:
+                yield first
+            try:
+                yield from deltas
+            except GeneratorError as exc:
+                exc.extractive = response
+                raise
+
+        def finish(full: str) -> AskResponse:
+            if not full.strip():
+                exc = GeneratorBadResponse("the generator answered with no text")
+                exc.extractive = response
+                raise exc
+            return generated.finish(
+                self.settings,
+                response,
+                prompt,
+                Completion(full, self.settings.generator_model or ""),
+                reader=self.reader if response.answer_mode == "reader" else None,
+                embed=lambda texts: self.embedder.encode(texts, progress=False),
+                weight=index.lexical.idf,
+                timings={"generate": t},
+                started=started,
+            )
+
+        return response, text(), finish
+
+    def generator(self) -> Generator:
+        """The configured generator's client (made once); GeneratorNotConfigured without one."""
+        if self._generator is None:
+            with self._generator_lock:
+                if self._generator is None:
+                    self._generator = Generator.from_settings(self.settings)
+        return self._generator
 
     def check_support(
         self, answer: str, citations: Sequence[Citation], *, index: Index | None = None

@@ -207,6 +207,84 @@ class SentenceSupport(BaseModel):
     supported: bool
 
 
+class GeneratedSentence(BaseModel):
+    """One sentence the generator wrote, and its check against the sentences it cites."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "text": "The center targets molybdenum and tungsten.",
+                "markers": [4],
+                "invalid_markers": [],
+                "citation_ids": [1],
+                "overlap": 1.0,
+                "signal": 0.98,
+                "support": 0.98,
+                "supported": True,
+                "kept": True,
+                "reason": None,
+            }
+        }
+    )
+
+    text: str = Field(description="The sentence without its markers.")
+    markers: list[int] = Field(description="The sentence numbers it cited, as written.")
+    invalid_markers: list[int] = Field(
+        description="Its markers that name no sentence of the prompt: ignored, never cited."
+    )
+    citation_ids: list[int] = Field(description="Its citations in the answer (empty: dropped).")
+    overlap: float | None = Field(
+        description="Share of its content words (idf-weighted) found in the cited sentences."
+    )
+    signal: float | None = Field(
+        description="The reader's probability that the cited sentences answer the question "
+        "(null when the lexical floor already failed)."
+    )
+    support: float
+    supported: bool
+    kept: bool = Field(description="Whether it is in the answer.")
+    reason: str | None = Field(default=None, description="Why it is not supported.")
+
+
+class Generation(BaseModel):
+    """How a generated answer was made and checked (`generate: true`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "status": "generated",
+                "reason": None,
+                "model": "SmolLM2-135M-Instruct",
+                "prompt_version": "answer_v1",
+                "text": "The center targets molybdenum and tungsten [4].",
+                "numbered_sentences": 14,
+                "prompt_tokens": 612,
+                "completion_tokens": 14,
+                "unsupported": "drop",
+                "sentences": [GeneratedSentence.model_config["json_schema_extra"]["example"]],
+            }
+        }
+    )
+
+    status: Literal["generated", "fallback", "skipped"] = Field(
+        description="generated: the answer is the generator's, every sentence checked; "
+        "fallback: no generated sentence was supported (or the generator said the passages "
+        "do not answer), so the extractive answer is given; skipped: the extractive stage "
+        "abstained, so the generator was not asked."
+    )
+    reason: str | None = Field(default=None, description="Why it fell back or was skipped.")
+    model: str | None = None
+    prompt_version: str
+    text: str | None = Field(default=None, description="What the generator wrote, as it wrote it.")
+    numbered_sentences: int = Field(description="Sentences of the passages given to the model.")
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    unsupported: Literal["drop", "mark"] = Field(
+        description="What happens to an unsupported sentence (RAG_GENERATOR_UNSUPPORTED)."
+    )
+    sentences: list[GeneratedSentence] = Field(default_factory=list)
+
+
 class AskResponse(BaseModel):
     """An answer with its citations and the passages it was chosen from."""
 
@@ -239,7 +317,9 @@ class AskResponse(BaseModel):
         "its probability that the passages read answer the question."
     )
     answer_mode: str | None = Field(
-        default=None, description="How the answer was found: `reader` or `sentence`."
+        default=None,
+        description="How the answer was found: `reader`, `sentence`, or `generator` (a "
+        "generated answer, each sentence checked against its citations).",
     )
     reason: str | None = Field(
         default=None,
@@ -253,6 +333,11 @@ class AskResponse(BaseModel):
         default=None,
         description="Per sentence of the answer, its support by the quotes it cites; null when "
         "citations are not checked or there is no answer.",
+    )
+    generation: Generation | None = Field(
+        default=None,
+        description="With `generate: true`: what the generator wrote and how each sentence "
+        "was checked; null for extractive answers.",
     )
 
 
@@ -457,18 +542,10 @@ class BuildReport(BaseModel):
     )
 
 
-class AskRequest(BaseModel):
-    """A question for POST /ask."""
+class QuestionRequest(BaseModel):
+    """The fields every question route takes (POST /ask, /search, /explain)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"question": EXAMPLE_QUESTION},
-                {"question": EXAMPLE_QUESTION, "k": 3, "filters": {"doc_ids": [EXAMPLE_DOC]}},
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid")
 
     question: Text = Field(
         strict=True,
@@ -488,7 +565,31 @@ class AskRequest(BaseModel):
     )
 
 
-class SearchRequest(AskRequest):
+class AskRequest(QuestionRequest):
+    """A question for POST /ask."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"question": EXAMPLE_QUESTION},
+                {"question": EXAMPLE_QUESTION, "k": 3, "filters": {"doc_ids": [EXAMPLE_DOC]}},
+                {"question": EXAMPLE_QUESTION, "generate": True},
+            ]
+        },
+    )
+
+    generate: bool = Field(
+        default=False,
+        strict=True,
+        description="Have the configured generator (RAG_GENERATOR_URL) write the answer from "
+        "numbered sentences of the passages; each sentence is checked against the sentences "
+        "it cites. 422 when no generator is configured; 502/504 (with the extractive answer) "
+        "when it fails.",
+    )
+
+
+class SearchRequest(QuestionRequest):
     """A query for POST /search; `query` is accepted as another name for `question`."""
 
     model_config = ConfigDict(
@@ -509,7 +610,7 @@ class SearchRequest(AskRequest):
     )
 
 
-class ExplainRequest(AskRequest):
+class ExplainRequest(QuestionRequest):
     """A question for POST /explain, optionally with the document or chunk that should have
     been retrieved."""
 

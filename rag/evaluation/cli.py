@@ -100,9 +100,32 @@ def run_eval(
     articles: str | None = None,
     reader_path: Path | None = None,
     answer_mode: str | None = None,
+    generate: bool = False,
 ) -> None:
     answering = {"reader_path": reader_path, "answer_mode": answer_mode}
     settings = settings.model_copy(update={k: v for k, v in answering.items() if v is not None})
+    if generate:
+        others = (beir_dir, squad_file, url, diff_paths, chunk_sizes, save_run, plot, save_report)
+        _refuse(
+            any(x is not None for x in others) or sweep_threshold or compare or len(modes) > 1,
+            "--generate runs on a bundled-format file, in one retrieval mode",
+        )
+        _run_generate(
+            settings,
+            embedder=embedder,
+            file=file,
+            split=split,
+            index_path=index_path,
+            cache_dir=cache_dir,
+            mode=modes[0] if modes else None,
+            k=k,
+            limit=limit,
+            save_predictions=save_predictions,
+            min_gates=min_gates,
+            max_gates=max_gates,
+            as_json=as_json,
+        )
+        return
     if diff_paths:
         _refuse(
             any(x is not None for x in (file, beir_dir, squad_file, url, save_report)),
@@ -282,6 +305,90 @@ def _run_url(
         write_report(save_report, report, outputs)
         written.append(save_report)
     _finish(report, gates, written, as_json)
+
+
+def _run_generate(
+    settings: Settings,
+    *,
+    embedder: Embedder | None,
+    file: Path | None,
+    split: str | None,
+    index_path: Path | None,
+    cache_dir: Path,
+    mode: str | None,
+    k: int | None,
+    limit: int | None,
+    save_predictions: Path | None,
+    min_gates: Sequence[str],
+    max_gates: Sequence[str],
+    as_json: bool,
+) -> None:
+    import json
+
+    from rag.answer.generator import GeneratorNotConfigured
+    from rag.evaluation import generation
+    from rag.evaluation.data import load_bundled, write_jsonl
+    from rag.evaluation.runner import open_engine
+    from rag.ingest.documents import load_corpus
+
+    _refuse(not settings.generator_url, "--generate needs RAG_GENERATOR_URL (see README)")
+    _refuse(limit is not None and limit < 1, "--limit must be at least 1")
+    split = split or "all"
+    _refuse(
+        split not in (*BUNDLED_SPLITS, "all"),
+        f"--split must be one of {', '.join(BUNDLED_SPLITS)}, all",
+    )
+    if mode:
+        resolve_modes([mode], False, settings.retrieval_mode)
+        settings = settings.model_copy(update={"retrieval_mode": mode})
+    gates = []
+    for texts, which in ((min_gates, "min"), (max_gates, "max")):
+        for text in texts:
+            try:
+                gates.append(parse_gate(text, which))
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint=f"--{which}") from None
+    try:
+        items = [it for it in load_bundled(file or DEFAULT_FILE) if split in ("all", it.split)]
+    except EvalDataError as exc:
+        raise click.ClickException(str(exc)) from exc
+    items = items[:limit] if limit else items
+    if embedder is None:
+        embedder = Embedder.from_settings(settings, queries=True)
+    documents = load_corpus(settings.corpus_dir, max_file_bytes=settings.max_file_bytes)
+    opened = open_engine(
+        settings, embedder, documents, name="bundled", index_path=index_path, cache_dir=cache_dir
+    )
+    try:
+        pairs = generation.ask_both(opened.engine, items, k=k, progress=sys.stderr.isatty())
+    except GeneratorNotConfigured as exc:
+        raise click.ClickException(exc.message) from exc
+    scores = generation.score_pairs(pairs)
+    if save_predictions is not None:
+        write_jsonl(save_predictions, generation.pairs_json(pairs))
+    s = opened.engine.settings
+    header = (
+        f"generated answers: {file or DEFAULT_FILE} ({split}, {len(items)} questions), "
+        f"generator {s.generator_model or s.generator_url}, unsupported {s.generator_unsupported}"
+    )
+    if as_json:
+        click.echo(json.dumps({"header": header, "metrics": scores}, indent=2))
+    else:
+        click.echo(generation.render_scores(scores, header=header))
+    failures = []
+    for gate in gates:
+        if gate.metric not in scores:
+            raise click.BadParameter(
+                f"unknown metric {gate.metric!r}; choose from {', '.join(scores)}",
+                param_hint=f"--{gate.kind}",
+            )
+        value = scores[gate.metric]
+        if not gate.passes(value):
+            failures.append(f"{gate.metric} = {value}, {gate.kind} {gate.value:g}")
+    for failure in failures:
+        click.echo(f"FAIL: {failure}", err=True)
+    if failures:
+        click.get_current_context().exit(1)
 
 
 def write_report(path: Path, report: EvalReport, outputs: dict) -> None:

@@ -143,6 +143,13 @@ _OPTIONS = [
         metavar="A.json B.json",
         help="Compare two saved reports: metric deltas and questions better or worse in B.",
     ),
+    click.option(
+        "--generate",
+        is_flag=True,
+        help="Bundled: also answer every question with the generator at $RAG_GENERATOR_URL; "
+        "report the share of generated sentences supported, answer accuracy against the "
+        "extractive answers, and latency (--limit N: the first N questions).",
+    ),
     click.option("--verbose", "show_misses", is_flag=True, help="List every question missed."),
     click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
 ]
