@@ -68,14 +68,10 @@ class TokenBuckets:
                 self._prune(now)
             bucket = self._buckets[key] = _Bucket(self.burst, now)
         else:
-            elapsed = max(0.0, now - bucket.updated)
-            bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
-            bucket.updated = now
             self._buckets.move_to_end(key)
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / self.rate
+        bucket.tokens, wait = spend(bucket.tokens, now - bucket.updated, self.rate, self.burst)
+        bucket.updated = now
+        return wait
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -90,6 +86,16 @@ class TokenBuckets:
             del self._buckets[key]
         while len(self._buckets) >= self.max_keys:
             self._buckets.popitem(last=False)
+
+
+def spend(tokens: float, elapsed: float, rate: float, burst: float) -> tuple[float, float]:
+    """A bucket holding `tokens`, refilled for `elapsed` seconds at `rate` a second up to
+    `burst`, asked for one token: (the tokens left, 0.0) when it had one, else (the tokens,
+    the seconds until it has one)."""
+    tokens = min(burst, tokens + max(0.0, elapsed) * rate)
+    if tokens >= 1.0:
+        return tokens - 1.0, 0.0
+    return tokens, (1.0 - tokens) / rate
 
 
 class Buckets(Protocol):
@@ -156,15 +162,8 @@ class SharedTokenBuckets:
         db.execute("BEGIN IMMEDIATE")
         now = self.clock()
         row = db.execute("SELECT tokens, updated FROM buckets WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            tokens = self.burst
-        else:
-            tokens = min(self.burst, row[0] + max(0.0, now - row[1]) * self.rate)
-        wait = 0.0
-        if tokens >= 1.0:
-            tokens -= 1.0
-        else:
-            wait = (1.0 - tokens) / self.rate
+        tokens, updated = row if row is not None else (self.burst, now)
+        tokens, wait = spend(tokens, now - updated, self.rate, self.burst)
         db.execute(
             "INSERT INTO buckets (key, tokens, updated) VALUES (?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated",

@@ -32,8 +32,11 @@ from index import (
     entries_for,
     generations,
 )
+from index.generations import clean_leftovers_if_idle as clean_leftovers
+from index.generations import file_lock as write_lock
+from index.generations import generation_name
 from index.manifest import Manifest
-from index.milvus_store import is_remote
+from index.milvus_store import is_remote as is_remote_store
 from index.testhooks import pause_point
 from rag.config import Settings
 from rag.embed.embedding import Embedder
@@ -118,25 +121,6 @@ def live_generation(index_path: Path) -> str | None:
     """The name of the live generation on disk (one small file read), or None."""
     live = generations.current(index_path)
     return live.name if live is not None else None
-
-
-def generation_name(number: int) -> str:
-    return generations.generation_name(number)
-
-
-def clean_leftovers(index_path: Path) -> None:
-    """Remove what killed writers left behind, unless another writer holds the lock."""
-    generations.clean_leftovers_if_idle(index_path)
-
-
-def write_lock(path: Path):
-    """An exclusive lock file across processes (writers in every worker take it)."""
-    return generations.file_lock(path)
-
-
-def is_remote_store(uri: str) -> bool:
-    """Whether a vector-store address is a server, not a file on this machine."""
-    return is_remote(uri)
 
 
 def build_index(
@@ -450,6 +434,8 @@ def index_stats(index: Index) -> IndexStats:
     )
 
 
+# also what the API needs of the index (api/ never imports index/): Document, Index,
+# clean_leftovers, generation_name, is_remote_store, live_generation, load_generation, write_lock
 __all__ = [
     "BatchDone",
     "Document",

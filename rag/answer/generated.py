@@ -116,7 +116,7 @@ def finish(
         completion_tokens=completion.completion_tokens,
         unsupported=settings.generator_unsupported,
     )
-    marks = {k: v for k, v in timings.items()}
+    marks = dict(timings)
     marks["verify"] = t_verify
     if g.is_no_answer(completion.text):
         generation = Generation(

@@ -155,7 +155,12 @@ class Reader:
     def read(
         self, question: str, contexts: Sequence[str], *, max_answer_tokens: int = MAX_ANSWER_TOKENS
     ) -> Reading:
-        """Read every context (in windows, one batch) and return the best span across them."""
+        """Read every context (in windows) and return the best span across them.
+
+        Each window is read alone: an int8 model quantises its activations with one scale per
+        input tensor, so a window read in a batch scores differently from the same window
+        read alone (logits moved by up to 1.7 here), and an answer would depend on what else
+        was read. On CPU it costs the same."""
         windows: list[Window] = []
         owner: list[int] = []
         for c, context in enumerate(contexts):
@@ -164,16 +169,16 @@ class Reader:
                 owner.append(c)
         if not windows:
             return Reading(None, -math.inf, 0.0)
-        start, end, answerable, n_tokens = self._run(windows)
         best_of: list[Span | None] = [None] * len(contexts)
         context_p = [0.0] * len(contexts)
         null = math.inf
         ranked: dict[tuple[int, int, int], Span] = {}
-        for row, w in enumerate(windows):
-            c = owner[row]
-            null = min(null, float(start[row, 0] + end[row, 0]))
-            p = sigmoid(float(answerable[row])) if answerable is not None else None
-            spans = best_window_spans(w, start[row], end[row], max_tokens=max_answer_tokens)
+        for w, c in zip(windows, owner, strict=True):
+            starts, ends, answerable = self.backend.run(*pad([w], self.pad_id))
+            start, end = starts[0], ends[0]
+            null = min(null, float(start[0] + end[0]))
+            p = sigmoid(float(answerable[0])) if answerable is not None else None
+            spans = best_window_spans(w, start, end, max_tokens=max_answer_tokens)
             for score, i, j in spans[:N_SPANS]:
                 lo, hi = w.offsets[i][0], w.offsets[j][1]
                 known = ranked.get((c, lo, hi))
@@ -185,7 +190,7 @@ class Reader:
                 if best_of[c] is None or score > best_of[c].score:
                     best_of[c] = Span(c, lo, hi, contexts[c][lo:hi], score)
                 if p is None:
-                    p = sigmoid(score - float(start[row, 0] + end[row, 0]))
+                    p = sigmoid(score - float(start[0] + end[0]))
             context_p[c] = max(context_p[c], p or 0.0)
         found = [s for s in best_of if s is not None]
         best = max(found, key=lambda s: s.score) if found else None
@@ -196,25 +201,9 @@ class Reader:
             context_best=best_of,
             context_answerable=context_p,
             n_windows=len(windows),
-            n_tokens=n_tokens,
+            n_tokens=sum(len(w.input_ids) for w in windows),
             spans=sorted(ranked.values(), key=lambda s: -s.score)[:N_SPANS],
         )
-
-    def _run(self, windows: Sequence[Window]):
-        """Start and end logits (windows x tokens, -inf past a window's end), answerability
-        logits (or None) and the tokens read. An int8 model quantises its activations with
-        one scale per input tensor, so a window read in a batch scores differently from the
-        same window read alone (logits moved by up to 1.7 here): each window is read alone,
-        so an answer never depends on what else was read. On CPU it costs the same."""
-        runs = [self.backend.run(*pad([w], self.pad_id)) for w in windows]
-        width = max(len(w.input_ids) for w in windows)
-        start = np.full((len(windows), width), -np.inf, dtype=np.float32)
-        end = np.full((len(windows), width), -np.inf, dtype=np.float32)
-        for row, (s, e, _) in enumerate(runs):
-            start[row, : s.shape[1]] = s[0]
-            end[row, : e.shape[1]] = e[0]
-        answerable = None if runs[0][2] is None else np.array([float(a[0]) for _, _, a in runs])
-        return start, end, answerable, sum(len(w.input_ids) for w in windows)
 
 
 class _OnnxBackend:

@@ -157,9 +157,6 @@ def read_answer(
     reading = reader.read(question, texts)
     confidence = round(reading.answerable, 4)
     dense = max(_similarity(p) for p in passages)
-    best, mismatch = reading.best, None
-    if type_check:
-        best, mismatch = typed_span(question, reading.spans, texts)
     if dense < min_dense:
         reason = (
             f"the best passage is too far from the question (cosine {dense:.2f}, "
@@ -174,8 +171,11 @@ def read_answer(
             f"threshold {min_answerable:.2f}"
         )
         return ComposedAnswer(None, False, confidence, [], reason=reason), reading, windows
-    if best is None:
-        return ComposedAnswer(None, False, confidence, [], reason=mismatch), reading, windows
+    best = reading.best
+    if type_check:
+        best, mismatch = typed_span(question, reading.spans, texts)
+        if best is None:
+            return ComposedAnswer(None, False, confidence, [], reason=mismatch), reading, windows
     window = windows[best.context]
     p = window.passage
     span_start, span_end = window.start + best.start, window.start + best.end

@@ -268,9 +268,7 @@ def type_mismatch(question: str, span: str, after: str = "") -> str | None:
         return None if _TIME_WORD.search(span) or typed_spans(span, DATE) else "a time"
     if _ASKS_WHERE.search(q):
         words = _TOKEN_RE.findall(span)
-        timed = typed_spans(span, DATE) or (
-            words and all(_COUNT_WORD.fullmatch(w) or _NUMBER_WORD_RE.fullmatch(w) for w in words)
-        )
+        timed = typed_spans(span, DATE) or (words and all(_COUNT_WORD.fullmatch(w) for w in words))
         return "a place" if timed else None
     counted = _ASKS_COUNT.search(q)
     if counted:
@@ -280,6 +278,3 @@ def type_mismatch(question: str, span: str, after: str = "") -> str | None:
         if unit and not _TIME_UNIT.search(counted.group(1)):
             return f"a count of {counted.group(1)}"
     return None
-
-
-_NUMBER_WORD_RE = re.compile(_NUMBER_WORD, re.IGNORECASE)
