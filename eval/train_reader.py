@@ -137,6 +137,127 @@ def swapped_negatives(
     return out
 
 
+_WORD_RE = re.compile(r"\b[a-z][a-z-]{3,}\b")
+_STOP = frozenset(
+    "what which when where who whom whose why how does did do is are was were has have had "
+    "been being that this these those there their they them from with into onto than then "
+    "about after before over under also such some many much more most other each".split()
+)
+
+
+def word_swapped_negatives(
+    examples: list[Example], paragraphs: dict[str, list[str]], rate: float, rng: random.Random
+) -> list[Example]:
+    """Answerable questions with one lowercase content word that the paragraph holds swapped
+    for another word of their article that it does not ("What provides a bridge between the
+    different items?" asked where a bridge joins worlds): still on topic, same words around
+    it, no longer answered. SQuAD 2.0's writers made many of their questions this way."""
+    words_of = {
+        title: sorted({w for p in ps for w in _WORD_RE.findall(p) if w not in _STOP})
+        for title, ps in paragraphs.items()
+    }
+    out = []
+    for ex in examples:
+        if not ex.answers or rng.random() >= rate:
+            continue
+        context = ex.context.lower()
+        found = [
+            m
+            for m in _WORD_RE.finditer(ex.question)
+            if m.group(0) not in _STOP and m.group(0) in context
+        ]
+        pool = [w for w in words_of.get(ex.article, []) if w not in context]
+        if not found or not pool:
+            continue
+        m = rng.choice(found)
+        question = ex.question[: m.start()] + rng.choice(pool) + ex.question[m.end() :]
+        out.append(Example(ex.qid + "-word", question, ex.context, (), ex.article))
+    return out
+
+
+# word -> its opposite, both ways; a question asked with the opposite is not answered
+_OPPOSITES = dict(
+    pair
+    for a, b in (
+        ("first", "last"),
+        ("largest", "smallest"),
+        ("biggest", "smallest"),
+        ("highest", "lowest"),
+        ("most", "least"),
+        ("earliest", "latest"),
+        ("before", "after"),
+        ("increase", "decrease"),
+        ("increased", "decreased"),
+        ("north", "south"),
+        ("east", "west"),
+        ("northern", "southern"),
+        ("eastern", "western"),
+        ("positive", "negative"),
+        ("success", "failure"),
+        ("successful", "unsuccessful"),
+        ("won", "lost"),
+        ("win", "lose"),
+        ("begin", "end"),
+        ("began", "ended"),
+        ("start", "end"),
+        ("started", "ended"),
+        ("major", "minor"),
+        ("modern", "ancient"),
+        ("early", "late"),
+        ("high", "low"),
+        ("large", "small"),
+        ("long", "short"),
+        ("longest", "shortest"),
+        ("older", "younger"),
+        ("oldest", "youngest"),
+        ("public", "private"),
+        ("legal", "illegal"),
+        ("possible", "impossible"),
+        ("accepted", "rejected"),
+        ("allowed", "banned"),
+        ("supported", "opposed"),
+        ("internal", "external"),
+        ("upper", "lower"),
+        ("inside", "outside"),
+        ("male", "female"),
+        ("rich", "poor"),
+        ("best", "worst"),
+        ("better", "worse"),
+        ("experienced", "inexperienced"),
+        ("common", "rare"),
+        ("strong", "weak"),
+        ("more", "fewer"),
+    )
+    for pair in ((a, b), (b, a))
+)
+_AUX_RE = re.compile(r"\b(is|are|was|were|can|could|will|would|did|does|do|has|have|had)\b")
+
+
+def negated_negatives(examples: list[Example], rate: float, rng: random.Random) -> list[Example]:
+    """Answerable questions turned by an opposite ("first" -> "last", "before" -> "after") the
+    paragraph does not hold, or, failing one, by a "not" after the first auxiliary verb: the
+    antonym and negation kinds of SQuAD 2.0's unanswerable questions."""
+    out = []
+    for ex in examples:
+        if not ex.answers or rng.random() >= rate:
+            continue
+        context = ex.context.lower()
+        opposites = [
+            m
+            for m in re.finditer(r"\b[a-z]+\b", ex.question)
+            if m.group(0) in _OPPOSITES and _OPPOSITES[m.group(0)] not in context
+        ]
+        if opposites:
+            m = rng.choice(opposites)
+            question = ex.question[: m.start()] + _OPPOSITES[m.group(0)] + ex.question[m.end() :]
+        elif (m := _AUX_RE.search(ex.question)) and m.start() > 0:
+            question = ex.question[: m.end()] + " not" + ex.question[m.end() :]
+        else:
+            continue
+        out.append(Example(ex.qid + "-not", question, ex.context, (), ex.article))
+    return out
+
+
 def bundled_examples(eval_file: Path, corpus: Path, split: str) -> list[Example]:
     """The bundled news questions of one split (but its hard unanswerables), each with the
     chunk-sized stretch of its gold article around the first answer found (unanswerable ones:
@@ -417,7 +538,10 @@ def write_card(
         f"articles of the dev set ({', '.join(counts['held_out'])}).",
         f"- Negatives made here: questions paired with another paragraph of their article "
         f"(rate {counts['negatives']}), and questions with one name or number swapped for "
-        f"another of their article (rate {counts['swaps']}).",
+        f"another of their article (rate {counts['swaps']}), with a lowercase word swapped "
+        f"(rate {counts.get('word_swaps', 0)}), or with an opposite word or a 'not' "
+        f"(rate {counts.get('negations', 0)}); SQuAD 2.0's own unanswerable questions seen "
+        f"{counts.get('repeat_unanswerable', 1)} times.",
         "- The bundled eval set's tune split (news), three times.",
         f"- {counts['questions']} questions ({counts['unanswerable']} unanswerable) -> "
         f"{counts['windows']} windows ({counts['with_answer']} holding the answer).",
@@ -532,6 +656,24 @@ def dev_report(examples: list[Example], readings: list[rd.Reading]) -> dict:
     help="Share of answerable questions also asked with a name or number swapped.",
 )
 @click.option(
+    "--word-swaps",
+    default=0.0,
+    show_default=True,
+    help="Share of answerable questions also asked with a content word swapped for another.",
+)
+@click.option(
+    "--negations",
+    default=0.0,
+    show_default=True,
+    help="Share of answerable questions also asked with an opposite word or a 'not'.",
+)
+@click.option(
+    "--repeat-unanswerable",
+    default=1,
+    show_default=True,
+    help="Times each real unanswerable question (SQuAD 2.0's) is seen.",
+)
+@click.option(
     "--keep-empty",
     default=0.3,
     show_default=True,
@@ -567,6 +709,9 @@ def main(
     warmup,
     negatives,
     swaps,
+    word_swaps,
+    negations,
+    repeat_unanswerable,
     keep_empty,
     limit,
     seed,
@@ -602,8 +747,13 @@ def main(
     rng.shuffle(examples)
     if limit:
         examples = examples[:limit]
-    examples += article_negatives(examples, paragraphs, negatives, rng) + swapped_negatives(
-        examples, paragraphs, swaps, rng
+    real_negatives = [e for e in examples if not e.answers]
+    examples += (
+        real_negatives * (repeat_unanswerable - 1)
+        + article_negatives(examples, paragraphs, negatives, rng)
+        + swapped_negatives(examples, paragraphs, swaps, rng)
+        + word_swapped_negatives(examples, paragraphs, word_swaps, rng)
+        + negated_negatives(examples, negations, rng)
     )
     news = bundled_examples(bundled, corpus, "tune")
     examples += news * 3  # few, and the only news: seen three times
@@ -674,6 +824,9 @@ def main(
         "held_out": sorted(held_out),
         "negatives": negatives,
         "swaps": swaps,
+        "word_swaps": word_swaps,
+        "negations": negations,
+        "repeat_unanswerable": repeat_unanswerable,
         "questions": len(examples),
         "unanswerable": sum(not e.answers for e in examples),
         "windows": len(feats),

@@ -301,6 +301,46 @@ def test_rag_ask_generate(llm, bundled_settings, monkeypatch):
     assert "unreachable" in result.output and "molybdenum and tungsten" in result.output
 
 
+def test_rag_eval_generate_reports_support_accuracy_and_latency(
+    llm, bundled_settings, embedder, monkeypatch, tmp_path
+):
+    """`rag eval --generate` on a two-question file: one the model answers with supported
+    sentences, one no document answers (never sent to the generator: the extractive answer
+    abstains first). The figures must follow from what was asked, not be present alone."""
+    import json
+
+    from click.testing import CliRunner
+
+    from rag.cli import main
+
+    lines = [
+        {"id": "g1", "question": ANSWERED, "answers": ["Yonhap"], "answerable": True,
+         "doc_ids": [], "type": "direct", "split": "tune"},
+        {"id": "g2", "question": "What is the capital of Turkmenistan?", "answers": [],
+         "answerable": False, "doc_ids": [], "type": "unanswerable", "split": "tune"},
+    ]  # fmt: skip
+    file = tmp_path / "two.jsonl"
+    file.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    monkeypatch.setenv("RAG_GENERATOR_URL", f"{llm.url}/v1")
+    monkeypatch.setenv("RAG_GENERATOR_MAX_TOKENS", "60")
+    monkeypatch.setenv("RAG_GENERATOR_TIMEOUT_SECONDS", "120")  # a loaded machine is slow
+    args = ["eval", str(file), "--generate", "--index", str(bundled_settings.index_path)]
+    args += ["--json", "--save-predictions", str(tmp_path / "pairs.jsonl")]
+    result = CliRunner().invoke(main, args, obj={"embedder": embedder}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)["metrics"]
+    assert scores["questions"] == 2 and scores["errors"] == 0
+    assert scores["asked_generator"] == 1  # the abstention is not sent
+    assert scores["abstention_recall_generate"] == 1.0
+    assert scores["generated"] == 1 and scores["generated_sentences"] >= 1
+    assert 0.0 < scores["supported_sentence_share"] <= 1.0
+    assert scores["answer_accuracy_extractive"] == 1.0  # "Yonhap" is in the extractive answer
+    assert scores["latency_p50_ms_generate"] > 0 and scores["latency_p50_ms_extractive"] > 0
+    pairs = [json.loads(x) for x in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in pairs] == ["g1", "g2"]
+    assert pairs[0]["status"] == "generated" and pairs[1]["status"] == "skipped"
+
+
 # the parser and the checks, as pure functions on real strings
 
 
