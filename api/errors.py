@@ -203,6 +203,20 @@ async def _corpus_error(request: Request, exc: ValueError) -> JSONResponse:
     return error_response(422, "invalid_documents", str(exc))
 
 
+# A path the server will not read is forbidden (403) whether or not it exists, so a refusal
+# tells nothing about the server's files; only inside a corpus root is a missing one a 404.
+_CORPUS_PATH_STATUS: dict[type[core.CorpusPathError], tuple[int, str]] = {
+    core.NoCorpusRoots: (403, "corpus_roots_not_set"),
+    core.OutsideCorpusRoots: (403, "path_outside_corpus_roots"),
+    core.CorpusPathNotFound: (404, "path_not_found"),
+}
+
+
+async def _corpus_path_error(request: Request, exc: core.CorpusPathError) -> JSONResponse:
+    status, code = _CORPUS_PATH_STATUS.get(type(exc), (403, "forbidden"))
+    return error_response(status, code, str(exc))
+
+
 async def _model_not_available(request: Request, exc: core.ModelNotAvailable) -> JSONResponse:
     return error_response(503, "model_not_available", str(exc))
 
@@ -243,6 +257,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(core.IndexStoreError, _index_error)
     app.add_exception_handler(core.EmptyCorpus, _corpus_error)
     app.add_exception_handler(core.CorpusError, _corpus_error)
+    app.add_exception_handler(core.CorpusPathError, _corpus_path_error)
     app.add_exception_handler(core.ModelNotAvailable, _model_not_available)
     app.add_exception_handler(GeneratorError, _generator_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -49,11 +49,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     configure_logging(settings.log_json)
     logger.info(
-        "starting: index %s; writes %s; reads %s",
+        "starting: index %s; writes %s; reads %s; server-side paths %s",
         settings.index_path,
         "need the API key" if settings.api_key else "disabled (no RAG_API_KEY)",
         "need a key" if settings.read_api_key else "open",
+        ", ".join(map(str, settings.corpus_roots)) or "none (no RAG_CORPUS_ROOTS)",
     )
+    for root in settings.corpus_roots:
+        if not root.expanduser().is_dir():
+            logger.warning(
+                "corpus root %s is not a folder (yet): nothing under it can be read", root
+            )
     if settings.embedding_backend == "torch":  # the ONNX backends never import torch
         await anyio.to_thread.run_sync(_limit_torch_threads, settings.torch_threads)
     worker_started()

@@ -3,6 +3,8 @@ answers, citations, documents) is in rag.models."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rag.models import AskResponse, BuildReport, DocumentInfo, Text
@@ -89,9 +91,12 @@ GENERATOR_ERRORS: dict[int | str, dict] = {
 }
 
 
-def error_responses(*codes: int) -> dict[int | str, dict]:
-    """OpenAPI `responses=` entries for the given error status codes."""
-    descriptions = {
+def error_responses(
+    *codes: int, descriptions: Mapping[int, str] | None = None
+) -> dict[int | str, dict]:
+    """OpenAPI `responses=` entries for the given error status codes; `descriptions` replaces
+    the usual description of a code where a route gives it another meaning."""
+    usual = {
         401: "No API key sent (writes, or reads when a read key is configured).",
         403: "Wrong API key, or writes disabled (no RAG_API_KEY).",
         404: "Unknown id.",
@@ -100,7 +105,8 @@ def error_responses(*codes: int) -> dict[int | str, dict]:
         422: "Invalid request: malformed JSON, missing or wrong fields, k out of range.",
         503: "No index loaded: build one with `rag index`.",
     }
-    return {c: {"model": ErrorResponse, "description": descriptions[c]} for c in codes}
+    said = {**usual, **(descriptions or {})}
+    return {c: {"model": ErrorResponse, "description": said[c]} for c in codes}
 
 
 class DocumentIn(BaseModel):
@@ -151,6 +157,29 @@ class DocumentsIn(BaseModel):
     documents: list[DocumentIn] = Field(
         min_length=1, description="At most RAG_MAX_DOCUMENTS_PER_REQUEST (100) documents."
     )
+
+
+class PathIn(BaseModel):
+    """POST /documents/from-path: a file or folder on the server, inside RAG_CORPUS_ROOTS."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"path": "/srv/corpus/2024/may"}}
+    )
+
+    path: Text = Field(
+        min_length=1,
+        max_length=4096,
+        description="An absolute path, or one relative to the corpus roots (the first that "
+        "holds it). It must lie inside a root once `..` and symlinks are resolved. A folder "
+        "is read recursively, as `rag index` reads it.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _no_control_characters(cls, value: str) -> str:
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("must not contain control characters")
+        return value
 
 
 class WriteResult(BaseModel):

@@ -1,19 +1,26 @@
 """Documents from a POST /documents body: JSON fields, or uploaded files in the formats
 `rag index` reads (the same parser). Everything is checked before anything is written: a
-file `rag index` would skip is refused, 415 for its type and 422 for its content."""
+file `rag index` would skip is refused, 415 for its type and 422 for its content.
+
+POST /documents/from-path reads a file or folder on the server instead (rag.ingest.roots:
+only inside RAG_CORPUS_ROOTS); a folder's unreadable files are skipped and listed, as
+`rag index` does, and a single file that cannot be read is refused like an upload."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
-from api.errors import InvalidDocuments, PayloadTooLarge, UnsupportedMediaType
+from api.errors import ApiError, InvalidDocuments, PayloadTooLarge, UnsupportedMediaType
 from api.schemas import DocumentsIn, check_document_id
 from rag.indexing import Document
 from rag.ingest.cleaning import parse_date
-from rag.ingest.documents import SUPPORTED_SUFFIXES, document_from_fields, parse_bytes
+from rag.ingest.documents import SUPPORTED_SUFFIXES, Skipped, document_from_fields, parse_bytes
 from rag.ingest.formats import SkipReason, Unreadable
-from rag.models import valid_unicode
+from rag.ingest.roots import CorpusPath, iter_documents, locate, public_detail
+from rag.models import SkippedFile, valid_unicode
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +50,37 @@ def documents_from_files(files: list[UploadedFile], *, max_documents: int) -> li
     for file in files:
         documents.extend(_parse_file(file))
     return _checked(documents, max_documents)
+
+
+def documents_from_path(
+    sent: str, roots: Sequence[Path], *, max_documents: int, max_file_bytes: int
+) -> tuple[list[Document], list[SkippedFile]]:
+    """The documents at a server-side path inside `roots` (refusals: rag.ingest.roots), and
+    the files of a folder that were skipped. At most `max_documents` are read."""
+    place = locate(sent, roots)
+    skipped: list[Skipped] = []
+    try:
+        read = iter_documents(place, max_file_bytes=max_file_bytes, skipped=skipped)
+        documents = list(itertools.islice(read, max_documents + 1))
+    except Unreadable as exc:
+        raise _unreadable(place, exc) from None
+    if len(documents) > max_documents:
+        raise PayloadTooLarge(
+            f"{place.sent!r} holds more than {max_documents} documents; the limit is "
+            "RAG_MAX_DOCUMENTS_PER_REQUEST (index a large folder with `rag index`)"
+        )
+    listed = [
+        SkippedFile(path=s.path, reason=s.reason.value, detail=public_detail(s.detail, place))
+        for s in skipped
+    ]
+    return _checked(documents, max_documents), listed
+
+
+def _unreadable(place: CorpusPath, exc: Unreadable) -> ApiError:
+    message = f"{place.sent!r}: {public_detail(str(exc), place)}"
+    if exc.reason is SkipReason.UNSUPPORTED:
+        return UnsupportedMediaType(message)
+    return InvalidDocuments(message)
 
 
 def _parse_file(file: UploadedFile) -> list[Document]:

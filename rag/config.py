@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CORPUS = PROJECT_ROOT / "corpus"
@@ -232,8 +234,18 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest POST /documents body (JSON or multipart, all files together).",
     )
+    corpus_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders the server may read documents from (POST /documents/from-path): "
+        'a JSON list (RAG_CORPUS_ROOTS=\'["/srv/corpus"]\') or paths separated by ":" as in '
+        "PATH. A path must lie inside one of them once `..` and symlinks are resolved. Empty "
+        "(the default): the server reads no server-side path.",
+    )
     max_documents_per_request: int = Field(
-        default=100, ge=1, description="Most documents one POST /documents may add or replace."
+        default=100,
+        ge=1,
+        description="Most documents one POST /documents (or one path of "
+        "POST /documents/from-path) may add or replace.",
     )
     max_page_size: int = Field(
         default=100, ge=1, description="Largest `limit` of one GET /documents page."
@@ -348,6 +360,21 @@ class Settings(BaseSettings):
         description="Threads embedding micro-batches, each with one model thread: one per core, "
         "else batching caps the embedding work at one core.",
     )
+
+    @field_validator("corpus_roots", mode="before")
+    @classmethod
+    def _roots_list(cls, value: object) -> object:
+        """A JSON list or os.pathsep-separated paths; no blank entry, which would become
+        Path("."), the server's working directory."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                value = json.loads(text)
+            else:
+                value = text.split(os.pathsep) if text else []
+        if isinstance(value, list) and any(isinstance(v, str) and not v.strip() for v in value):
+            raise ValueError("a corpus root must not be empty")
+        return value
 
     @property
     def query_backend(self) -> str:

@@ -11,6 +11,7 @@ from index.errors import (
 from rag.answer.reader import ReaderUnavailable
 from rag.embed.embedding import ModelNotAvailable
 from rag.ingest.documents import CorpusError, EmptyCorpus
+from rag.ingest.roots import CorpusPathError, CorpusPathNotFound, NoCorpusRoots, OutsideCorpusRoots
 
 
 class InvalidQuestion(ValueError):
@@ -28,6 +29,8 @@ class QuestionTooLong(InvalidQuestion):
 
 __all__ = [
     "CorpusError",
+    "CorpusPathError",
+    "CorpusPathNotFound",
     "EmptyCorpus",
     "IndexCorrupt",
     "IndexMismatch",
@@ -36,6 +39,8 @@ __all__ = [
     "InvalidParameter",
     "InvalidQuestion",
     "ModelNotAvailable",
+    "NoCorpusRoots",
+    "OutsideCorpusRoots",
     "QuestionTooLong",
     "ReaderUnavailable",
     "UnknownChunk",

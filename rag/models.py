@@ -492,7 +492,10 @@ class SkippedFile(BaseModel):
             }
         }
     )
-    path: str = Field(description="The file, relative to the indexed folder.")
+    path: str = Field(
+        description="The file, relative to the indexed folder (POST /documents/from-path: to "
+        "the corpus root)."
+    )
     reason: str = Field(
         description="unsupported file type, over the size limit, unreadable, binary content, "
         "unknown text encoding, malformed file, encrypted, no text layer, no text after "
@@ -537,8 +540,9 @@ class BuildReport(BaseModel):
     size_bytes: int
     skipped: list[SkippedFile] = Field(
         default_factory=list,
-        description="Files of the folder that `rag index` did not index, and why. Empty for "
-        "writes over HTTP, which refuse such a file (415/422) instead.",
+        description="Files of the folder that `rag index` (or POST /documents/from-path) did "
+        "not index, and why. Empty for other writes over HTTP, which refuse such a file "
+        "(415/422) instead.",
     )
 
 

@@ -16,9 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import EngineDep, ReadAccess, ServiceDep, SettingsDep, WriteAccess
 from api.errors import InvalidDocuments, PayloadTooLarge, UnsupportedMediaType
-from api.schemas import DocumentPage, DocumentsIn, WriteResult, error_responses
+from api.schemas import DocumentPage, DocumentsIn, PathIn, WriteResult, error_responses
 from api.state import Service
-from api.uploads import UploadedFile, documents_from_files, documents_from_json
+from api.uploads import (
+    UploadedFile,
+    documents_from_files,
+    documents_from_json,
+    documents_from_path,
+)
 from rag.indexing import Document, generation_name
 from rag.models import EXAMPLE_DOC, BuildReport, ChunkDetail, DocumentDetail, DocumentInfo
 
@@ -145,6 +150,49 @@ async def add_documents(
 def _upsert(service: Service, documents: list[Document]) -> WriteResult:
     report = service.write(lambda engine: engine.upsert(documents))
     return WriteResult(ids=[d.id for d in documents], report=public_report(report))
+
+
+_FROM_PATH_ERRORS = error_responses(
+    401,
+    403,
+    404,
+    413,
+    415,
+    422,
+    503,
+    descriptions={
+        403: "Wrong API key, writes disabled (no RAG_API_KEY), no RAG_CORPUS_ROOTS set "
+        "(`corpus_roots_not_set`), or the path, resolved, is outside every corpus root "
+        "(`path_outside_corpus_roots`).",
+        404: "The path is inside a corpus root but does not exist (`path_not_found`).",
+        413: "The path holds more than RAG_MAX_DOCUMENTS_PER_REQUEST documents.",
+        415: "A single file of a type `rag index` does not read.",
+        422: "Invalid body, a single file that cannot be read, or a folder with no documents.",
+    },
+)
+
+
+@writes.post("/documents/from-path", response_model=WriteResult, responses=_FROM_PATH_ERRORS)
+def add_documents_from_path(
+    body: PathIn, service: ServiceDep, settings: SettingsDep
+) -> WriteResult:
+    """Add or replace the documents of a file or folder on the server, as `rag index` reads
+    them and with the ids it gives them (relative to the corpus root that holds the path).
+
+    Only paths inside RAG_CORPUS_ROOTS are read (none by default). A folder's files that
+    cannot be read are skipped and listed in `report.skipped`. Written like POST /documents;
+    needs `Authorization: Bearer <RAG_API_KEY>`.
+    """
+    documents, skipped = documents_from_path(
+        body.path,
+        settings.corpus_roots,
+        max_documents=settings.max_documents_per_request,
+        max_file_bytes=settings.max_file_bytes,
+    )
+    result = _upsert(service, documents)
+    return result.model_copy(
+        update={"report": result.report.model_copy(update={"skipped": skipped})}
+    )
 
 
 @writes.delete(

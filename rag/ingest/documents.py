@@ -55,27 +55,34 @@ def load_corpus(
 
 
 def iter_corpus(
-    directory: Path, *, max_file_bytes: int = 20_000_000, skipped: list[Skipped] | None = None
+    directory: Path,
+    *,
+    root: Path | None = None,
+    max_file_bytes: int = 20_000_000,
+    skipped: list[Skipped] | None = None,
 ) -> Iterator[Document]:
     """`load_corpus`, one document at a time (for streaming ingestion): only the ids seen
     are kept in memory. No document at all raises EmptyCorpus once the folder is read.
-    `skipped` receives each skipped file as it is met."""
+    `skipped` receives each skipped file as it is met. `root`: the corpus folder that ids
+    and sources are relative to, and that files may not link out of (default `directory`;
+    a sub-folder read on its own keeps the ids its corpus gives it)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise CorpusError(f"{directory} is not a folder")
+    base = directory if root is None else Path(root)
     skipped = [] if skipped is None else skipped
     seen: set[str] = set()
-    root = directory.resolve()
+    boundary = base.resolve()
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        if not path.resolve().is_relative_to(root):
-            _skip(skipped, path, directory, SkipReason.OUTSIDE, f"it links outside {directory}")
+        if not path.resolve().is_relative_to(boundary):
+            _skip(skipped, path, base, SkipReason.OUTSIDE, f"it links outside {base}")
             continue
-        for doc in load_file(path, root=directory, max_file_bytes=max_file_bytes, skipped=skipped):
+        for doc in load_file(path, root=base, max_file_bytes=max_file_bytes, skipped=skipped):
             if doc.id in seen:
                 _skip(
                     skipped,
                     path,
-                    directory,
+                    base,
                     SkipReason.DUPLICATE_ID,
                     f"document id {doc.id!r} is already taken",
                 )
