@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         ge=1,
         description="ONNX Runtime threads for the reader (unset: all cores).",
     )
+    reader_cache_windows: int = Field(
+        default=4096,
+        ge=0,
+        description="Windows whose reader outputs each worker keeps (about 2 kB each), so a "
+        "question asked again is not read again; 0 turns the cache off.",
+    )
     example_questions: list[str] | None = Field(
         default=None,
         description="Example questions the web page offers for your corpus (a JSON list). "

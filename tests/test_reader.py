@@ -107,13 +107,44 @@ def test_the_reader_finds_the_span_and_judges_passages(reader):
     assert yes >= 0.5 > no, reading.context_answerable  # on topic, same names, no answer: low
 
 
-def test_a_window_reads_the_same_whatever_else_is_read(reader):
+@pytest.fixture(scope="session")
+def uncached() -> Reader:
+    """The shipped reader without its window cache: every read runs the network."""
+    return Reader.load(cache_size=0)
+
+
+def test_a_window_reads_the_same_whatever_else_is_read(uncached):
     # int8 activations are quantised per input tensor: read in one batch, the other window
-    # would move this one's logits
+    # would move this one's logits (uncached: a cache hit would make this hold trivially)
+    reader = uncached
     alone = reader.read(CHIRCHIK, [ANSWER_SENTENCE])
     together = reader.read(CHIRCHIK, [ANSWER_SENTENCE, ON_TOPIC_NO_ANSWER * 2])
     assert together.context_best[0] == alone.context_best[0]
     assert together.context_answerable[0] == alone.context_answerable[0]
+
+
+def test_a_window_read_again_comes_from_the_cache_and_reads_the_same(reader, uncached):
+    question = "Which minerals does the Chirchik centre hope to secure?"  # asked nowhere else
+    hits, misses = reader.cache.hits, reader.cache.misses
+    first = reader.read(question, [ANSWER_SENTENCE, ON_TOPIC_NO_ANSWER])
+    assert (reader.cache.hits, reader.cache.misses) == (hits, misses + 2)
+    again = reader.read(question.upper(), [ANSWER_SENTENCE, ON_TOPIC_NO_ANSWER])  # uncased
+    assert (reader.cache.hits, reader.cache.misses) == (hits + 2, misses + 2)
+    assert again == first
+    assert uncached.read(question, [ANSWER_SENTENCE, ON_TOPIC_NO_ANSWER]) == first
+    assert uncached.cache.hits == 0
+
+
+def test_the_window_cache_keeps_the_most_recent_windows_only():
+    from rag.answer.reader import WindowCache
+
+    cache = WindowCache(2)
+    for key in (b"a", b"b", b"a", b"c"):  # "a" used again: "b" is the oldest
+        cache.put(key, (key,))
+    assert cache.get(b"b") is None and cache.get(b"a") == (b"a",) and cache.get(b"c") == (b"c",)
+    off = WindowCache(0)
+    off.put(b"a", (b"a",))
+    assert off.get(b"a") is None
 
 
 def test_windows_read_for_a_question_are_not_over_the_same_text(reader_engine):

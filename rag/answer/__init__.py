@@ -29,7 +29,11 @@ def load_reader(settings) -> Reader | None:
     if settings.answer_mode != "reader":
         return None
     try:
-        return Reader.load(settings.reader_path, threads=settings.reader_threads)
+        return Reader.load(
+            settings.reader_path,
+            threads=settings.reader_threads,
+            cache_size=settings.reader_cache_windows,
+        )
     except ReaderUnavailable as exc:
         if settings.reader_path is not None:
             raise

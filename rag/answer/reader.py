@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,6 +39,7 @@ CONFIG_KEY = "rag.reader_config"
 MAX_ANSWER_TOKENS = 30  # SQuAD's answers are nearly all shorter
 N_BEST = 20  # start and end candidates per window
 N_SPANS = 20  # spans kept per question, best first (for choosing by answer type)
+CACHE_WINDOWS = 4096  # windows whose outputs are kept (about 2 kB each at 128 tokens)
 
 
 class ReaderUnavailable(RuntimeError):
@@ -111,6 +113,37 @@ def best_window_spans(
     return out
 
 
+class WindowCache:
+    """The network's outputs for the windows read last, keyed by their token ids: the same
+    window always gives the same outputs (each is read alone), so a question asked again,
+    or another question reading the same window, costs no network run. Thread-safe, LRU."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[bytes, tuple] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: bytes):
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return found
+
+    def put(self, key: bytes, outputs: tuple) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[key] = outputs
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x)) if x > -30 else 0.0
 
@@ -118,8 +151,18 @@ def sigmoid(x: float) -> float:
 class Reader:
     """A loaded reader. Safe to share between threads (ONNX Runtime sessions are)."""
 
-    def __init__(self, backend, tokenizer, *, max_length: int, stride: int, name: str):
+    def __init__(
+        self,
+        backend,
+        tokenizer,
+        *,
+        max_length: int,
+        stride: int,
+        name: str,
+        cache_size: int = CACHE_WINDOWS,
+    ):
         self.backend = backend
+        self.cache = WindowCache(cache_size)
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.stride = stride
@@ -128,24 +171,38 @@ class Reader:
         self.pad_id = 0 if pad_id is None else pad_id
 
     @classmethod
-    def load(cls, path: Path | str | None = None, *, threads: int | None = None) -> Reader:
+    def load(
+        cls,
+        path: Path | str | None = None,
+        *,
+        threads: int | None = None,
+        cache_size: int = CACHE_WINDOWS,
+    ) -> Reader:
         """The reader at `path` (default: the shipped model): an ONNX file made by
-        eval/train_reader.py, or a Hugging Face extractive-QA model directory."""
+        eval/train_reader.py, or a Hugging Face extractive-QA model directory.
+        `cache_size`: windows whose outputs are kept (0: none)."""
         path = Path(path) if path else DEFAULT_READER
         if path.is_dir():
-            return cls._load_hf(path)
+            return cls._load_hf(path, cache_size)
         if not path.is_file():
             raise ReaderUnavailable(f"no reader model at {path}")
-        return _load_onnx(str(path.resolve()), threads)
+        return _load_onnx(str(path.resolve()), threads, cache_size)
 
     @classmethod
-    def _load_hf(cls, directory: Path) -> Reader:
+    def _load_hf(cls, directory: Path, cache_size: int) -> Reader:
         try:
             backend = _TransformersBackend(directory)
         except (ImportError, OSError, ValueError) as exc:
             raise ReaderUnavailable(f"cannot load a reader from {directory}: {exc}") from exc
         tokenizer = load_tokenizer(str(directory / "tokenizer.json"))
-        return cls(backend, tokenizer, max_length=384, stride=128, name=directory.name)
+        return cls(
+            backend,
+            tokenizer,
+            max_length=384,
+            stride=128,
+            name=directory.name,
+            cache_size=cache_size,
+        )
 
     def windows(self, question: str, context: str) -> list[Window]:
         return encode_windows(
@@ -174,10 +231,9 @@ class Reader:
         null = math.inf
         ranked: dict[tuple[int, int, int], Span] = {}
         for w, c in zip(windows, owner, strict=True):
-            starts, ends, answerable = self.backend.run(*pad([w], self.pad_id))
-            start, end = starts[0], ends[0]
+            start, end, answerable = self._run(w)
             null = min(null, float(start[0] + end[0]))
-            p = sigmoid(float(answerable[0])) if answerable is not None else None
+            p = sigmoid(answerable) if answerable is not None else None
             spans = best_window_spans(w, start, end, max_tokens=max_answer_tokens)
             for score, i, j in spans[:N_SPANS]:
                 lo, hi = w.offsets[i][0], w.offsets[j][1]
@@ -204,6 +260,19 @@ class Reader:
             n_tokens=sum(len(w.input_ids) for w in windows),
             spans=sorted(ranked.values(), key=lambda s: -s.score)[:N_SPANS],
         )
+
+    def _run(self, window: Window) -> tuple[np.ndarray, np.ndarray, float | None]:
+        """Start logits, end logits and the answerability logit of one window."""
+        key = np.asarray([*window.input_ids, -1, *window.type_ids], dtype=np.int32).tobytes()
+        found = self.cache.get(key)
+        if found is not None:
+            return found
+        starts, ends, answerable = self.backend.run(*pad([window], self.pad_id))
+        out = (starts[0], ends[0], None if answerable is None else float(answerable[0]))
+        for a in out[:2]:
+            a.setflags(write=False)  # shared by every later reading of this window
+        self.cache.put(key, out)
+        return out
 
 
 class _OnnxBackend:
@@ -250,7 +319,7 @@ class _TransformersBackend:
 
 
 @lru_cache(maxsize=4)
-def _load_onnx(path: str, threads: int | None) -> Reader:
+def _load_onnx(path: str, threads: int | None, cache_size: int = CACHE_WINDOWS) -> Reader:
     try:
         backend = _OnnxBackend(path, threads)
         config = json.loads(backend.meta[CONFIG_KEY])
@@ -270,4 +339,5 @@ def _load_onnx(path: str, threads: int | None) -> Reader:
         max_length=config["max_length"],
         stride=config["stride"],
         name=Path(path).name,
+        cache_size=cache_size,
     )

@@ -50,7 +50,10 @@ def engine_variant(engine: Engine, **updates: Any) -> Engine:
     """The same index and model with some settings changed (mode, k limit, threshold)."""
     if not updates:
         return engine
-    keep_reader = not {"answer_mode", "reader_path", "reader_threads"} & updates.keys()
+    keep_reader = (
+        not {"answer_mode", "reader_path", "reader_threads", "reader_cache_windows"}
+        & updates.keys()
+    )
     return type(engine)(
         engine.settings.model_copy(update=updates),
         engine.index,
