@@ -21,8 +21,8 @@ from rag.embed.embedding import Embedder, canonical_model_name
 from rag.engine import Engine
 from rag.errors import IndexStoreError, ModelNotAvailable
 from rag.indexing import (
+    PointerWatch,
     clean_leftovers,
-    live_generation,
     load_generation,
     load_index,
     write_lock,
@@ -44,6 +44,7 @@ class Service:
         self._lock = threading.Lock()
         self._failed_pointer: str | None = None  # a live generation that would not load
         self.load_seconds: dict[str, float] = {}  # "model", "index": the last loads (/metrics)
+        self._pointer = PointerWatch(settings.index_path)
 
     # loading
     def start(self) -> None:
@@ -112,8 +113,9 @@ class Service:
         self._failed_pointer = self.pointer()
 
     def pointer(self) -> str | None:
-        """The name of the live generation on disk (one small file read)."""
-        return live_generation(self.settings.index_path)
+        """The name of the live generation on disk (a stat of the pointer file per request;
+        read again only when it changed)."""
+        return self._pointer.name()
 
     def is_current(self, pointer: str | None) -> bool:
         engine = self.engine

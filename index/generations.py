@@ -60,6 +60,30 @@ def current(root: Path) -> Path | None:
     return root / name
 
 
+class PointerWatch:
+    """The live generation's name, re-read only when the pointer file changed: one stat per
+    call instead of an open and a read. A swap replaces the file (os.replace of a new one),
+    so its inode and times change; two swaps within one timestamp tick that also reuse the
+    inode would be missed, and writes take far longer than a tick."""
+
+    def __init__(self, root: Path):
+        self.path = root / POINTER
+        self._seen: tuple[int, int, int, int] | None = None
+        self._name: str | None = None
+
+    def name(self) -> str | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._seen = self._name = None
+            return None
+        seen = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        if seen != self._seen:
+            live = current(self.path.parent)
+            self._seen, self._name = seen, live.name if live is not None else None
+        return self._name
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

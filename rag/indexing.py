@@ -32,9 +32,9 @@ from index import (
     entries_for,
     generations,
 )
+from index.generations import PointerWatch, generation_name
 from index.generations import clean_leftovers_if_idle as clean_leftovers
 from index.generations import file_lock as write_lock
-from index.generations import generation_name
 from index.manifest import Manifest
 from index.milvus_store import is_remote as is_remote_store
 from index.testhooks import pause_point
@@ -115,12 +115,6 @@ def load_generation(settings: Settings, name: str) -> Index:
         milvus_uri=settings.milvus_uri,
         lexical_source=settings.lexical_source,
     )
-
-
-def live_generation(index_path: Path) -> str | None:
-    """The name of the live generation on disk (one small file read), or None."""
-    live = generations.current(index_path)
-    return live.name if live is not None else None
 
 
 def build_index(
@@ -435,10 +429,11 @@ def index_stats(index: Index) -> IndexStats:
 
 
 # also what the API needs of the index (api/ never imports index/): Document, Index,
-# clean_leftovers, generation_name, is_remote_store, live_generation, load_generation, write_lock
+# clean_leftovers, generation_name, is_remote_store, load_generation, PointerWatch, write_lock
 __all__ = [
     "BatchDone",
     "Document",
+    "PointerWatch",
     "Index",
     "build_index",
     "chunking_settings",
@@ -447,7 +442,6 @@ __all__ = [
     "generation_name",
     "index_stats",
     "is_remote_store",
-    "live_generation",
     "load_generation",
     "load_index",
     "write_lock",

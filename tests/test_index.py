@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from index import Index, IndexCorrupt, IndexMismatch, IndexNotFound
-from index.generations import current, list_generations
+from index.generations import PointerWatch, current, list_generations
 from rag.engine import Engine
 from rag.indexing import build_index
 from tests.conftest import CHIRCHIK, UZBEK_DOC
@@ -222,3 +222,23 @@ def test_pages_round_trip_through_the_store_and_a_newer_store_is_refused(tmp_pat
     conn.close()
     with pytest.raises(IndexMismatch, match="schema version"):
         ChunkStore(path)
+
+
+def test_the_watched_pointer_follows_every_swap_and_removal(tmp_path):
+    import os
+
+    watch = PointerWatch(tmp_path)
+    assert watch.name() is None  # no index yet
+    names = []
+    for n in range(1, 4):
+        (tmp_path / f"gen-{n:06d}").mkdir()
+        tmp = tmp_path / "CURRENT.tmp"
+        tmp.write_text(f"gen-{n:06d}", encoding="utf-8")
+        os.replace(tmp, tmp_path / "CURRENT")  # as generations.swap does
+        names.append(watch.name())
+        assert watch.name() == names[-1]  # unchanged: the name seen, not a new read
+    assert names == ["gen-000001", "gen-000002", "gen-000003"]
+    (tmp_path / "CURRENT").write_text("not a generation", encoding="utf-8")
+    assert watch.name() is None
+    (tmp_path / "CURRENT").unlink()
+    assert watch.name() is None
