@@ -27,6 +27,7 @@ from rag.indexing import (
     load_index,
     write_lock,
 )
+from rag.writer import Writer
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Service:
         self._failed_pointer: str | None = None  # a live generation that would not load
         self.load_seconds: dict[str, float] = {}  # "model", "index": the last loads (/metrics)
         self._pointer = PointerWatch(settings.index_path)
+        self._writer: Writer | None = None
 
     # loading
     def start(self) -> None:
@@ -160,10 +162,12 @@ class Service:
         engine.swap_index(index)
 
     # writing
-    def write(self, operation: Callable[[Engine], T]) -> T:
-        """Run `operation` on the engine, on the live generation, one writer at a time
-        across all workers."""
+    def write(self, operation: Callable[[Writer], T]) -> T:
+        """Run `operation` with the writer of the engine, on the live generation, one writer
+        at a time across all workers."""
         self.refresh(self.pointer(), wait=True)  # no index: IndexNotLoaded, before any lock
         with write_lock(self.settings.index_path / WRITE_LOCK):
             engine = self.refresh(self.pointer(), wait=True)
-            return operation(engine)
+            if self._writer is None or self._writer.engine is not engine:
+                self._writer = Writer(engine)
+            return operation(self._writer)

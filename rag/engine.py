@@ -1,4 +1,5 @@
-"""The question-answering engine: one embedding model and one loaded index generation.
+"""The question-answering engine: one embedding model and one loaded index generation, read
+only (ask, search, explain, inspect); writes are rag/writer.py's.
 
 An `Engine` is safe to share between threads. Each call reads `self.index` once, so a
 concurrent `swap_index` is seen either entirely or not at all by a request.
@@ -11,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from index import ChunkFilter, Document, Index, vectors
+from index import ChunkFilter, Index, vectors
 from index.records import page_at
 from rag.answer import compose_answer, generated, load_reader
 from rag.answer.generated import generate_answer
@@ -22,10 +23,9 @@ from rag.answer.verify import SupportCheck, check_support
 from rag.config import BUNDLED_CORPUS, BUNDLED_EXAMPLES, Settings
 from rag.embed.embedding import Embedder
 from rag.errors import InvalidParameter, InvalidQuestion, QuestionTooLong
-from rag.indexing import build_index, index_stats, load_index
+from rag.indexing import index_stats, load_index
 from rag.models import (
     AskResponse,
-    BuildReport,
     ChunkDetail,
     Citation,
     DocumentDetail,
@@ -57,7 +57,6 @@ class Engine:
         self.index = index
         self.embedder = embedder
         self.reader = load_reader(settings) if reader is True else reader or None
-        self._write_lock = threading.Lock()
         self._generator: Generator | None = None
         self._generator_lock = threading.Lock()
         self._examples: dict[int, bool] = {}  # generation -> holds the bundled corpus
@@ -422,31 +421,8 @@ class Engine:
     def stats(self) -> IndexStats:
         return index_stats(self.index)
 
-    # writes
-    def upsert(self, documents: Sequence[Document]) -> BuildReport:
-        """Add or replace documents: a new generation is written, then swapped in."""
-        with self._write_lock:
-            index, report = build_index(
-                self.settings, self.embedder, documents, base=self.index, replace_all=False
-            )
-            self.swap_index(index)
-            return report
-
-    def delete(self, doc_id: str) -> BuildReport:
-        with self._write_lock:
-            self.index.store.get_summary(doc_id)  # raises UnknownDocument
-            index, report = build_index(
-                self.settings,
-                self.embedder,
-                [],
-                base=self.index,
-                replace_all=False,
-                delete_ids=[doc_id],
-            )
-            self.swap_index(index)
-            return report
-
     def swap_index(self, index: Index) -> None:
+        """Serve `index` from now on (a newer generation: rag/writer.py, or another worker's)."""
         old, self.index = self.index, index
         logger.info("now serving index generation %d (was %d)", index.generation, old.generation)
         # The old generation's readers may still be running; its files stay until pruned.

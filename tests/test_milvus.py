@@ -19,6 +19,7 @@ from rag.config import PROJECT_ROOT, Settings
 from rag.engine import Engine
 from rag.evaluation.data import load_bundled
 from rag.indexing import build_index
+from rag.writer import Writer
 from tests.conftest import CHIRCHIK, UZBEK_DOC, milvus_test_settings
 
 BUNDLED_EVAL = PROJECT_ROOT / "eval" / "bundled.jsonl"
@@ -154,10 +155,11 @@ def test_updates_through_the_engine_stay_on_milvus(
     build_index(settings, embedder, bundled_documents[:3])
     # A reader configured without --store follows the index (and so do its writes).
     engine = Engine.load(Settings(index_path=settings.index_path), embedder=embedder)
-    report = engine.upsert(bundled_documents[3:])
+    writer = Writer(engine)
+    report = writer.upsert(bundled_documents[3:])
     assert report.added == 2 and report.unchanged == 3 and report.n_chunks == 28
     assert engine.index.manifest.store == "milvus" and engine.index.vectors.count() == 28
-    report = engine.delete(UZBEK_DOC)
+    report = writer.delete(UZBEK_DOC)
     assert report.removed == 1 and engine.index.vectors.count() == report.n_chunks < 28
 
 

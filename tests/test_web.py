@@ -105,6 +105,7 @@ def server(tmp_path_factory, embedder, bundled_settings) -> Iterator[str]:
     The server starts on the copy at once; the document is added while it loads its model,
     and it follows the new index generation like any other write."""
     from rag.engine import Engine
+    from rag.writer import Writer
 
     tmp = tmp_path_factory.mktemp("web")
     settings = Settings(index_path=tmp / "index")
@@ -125,7 +126,7 @@ def server(tmp_path_factory, embedder, bundled_settings) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         engine = Engine.load(settings, embedder=embedder)
-        engine.upsert([HOSTILE, quarry_document()])  # embeds only their own chunks
+        Writer(engine).upsert([HOSTILE, quarry_document()])  # embeds only their own chunks
         expected = engine.index.manifest.n_documents
         deadline = time.monotonic() + 120
         while True:

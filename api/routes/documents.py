@@ -148,7 +148,7 @@ async def add_documents(
 
 
 def _upsert(service: Service, documents: list[Document]) -> WriteResult:
-    report = service.write(lambda engine: engine.upsert(documents))
+    report = service.write(lambda writer: writer.upsert(documents))
     return WriteResult(ids=[d.id for d in documents], report=public_report(report))
 
 
@@ -202,7 +202,7 @@ def add_documents_from_path(
 )
 def delete_document(doc_id: DocId, service: ServiceDep) -> WriteResult:
     """Remove a document and its chunks (atomically, like additions)."""
-    report = service.write(lambda engine: engine.delete(doc_id))
+    report = service.write(lambda writer: writer.delete(doc_id))
     return WriteResult(ids=[doc_id], report=public_report(report))
 
 
