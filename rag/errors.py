@@ -5,6 +5,7 @@ from index.errors import (
     IndexMismatch,
     IndexNotFound,
     IndexStoreError,
+    StoreUnavailable,
     UnknownChunk,
     UnknownDocument,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "ModelNotAvailable",
     "QuestionTooLong",
     "ReaderUnavailable",
+    "StoreUnavailable",
     "UnknownChunk",
     "UnknownDocument",
 ]
