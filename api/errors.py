@@ -192,11 +192,18 @@ async def _unknown_document(request: Request, exc: core.UnknownDocument) -> JSON
     return error_response(404, "unknown_document", f"no document with id {_shorten(exc.args[0])}")
 
 
+# A vector store that is down may be back soon: clients are told when to try again, and a
+# generation that could not load for it is loaded again after as long (api/state.py).
+STORE_RETRY_SECONDS = 5
+_STORE_RETRY_AFTER = {"Retry-After": str(STORE_RETRY_SECONDS)}
+
+
 async def _index_error(request: Request, exc: core.IndexStoreError) -> JSONResponse:
     logger.error("index error on %s %s: %s", request.method, request.url.path, exc)
     settings = request.app.state.settings
     message = without_paths(str(exc), settings.index_path, settings.milvus_uri)
-    return error_response(503, "index_unavailable", message)
+    headers = _STORE_RETRY_AFTER if isinstance(exc, core.StoreUnavailable) else None
+    return error_response(503, "index_unavailable", message, headers=headers)
 
 
 async def _corpus_error(request: Request, exc: ValueError) -> JSONResponse:

@@ -5,6 +5,11 @@ live on disk; the others notice the changed pointer on their next request and lo
 before answering (requests already running keep the generation they started with), so
 every worker serves the same index. Writes take a lock file beside the index, so workers
 never build on a stale generation.
+
+A generation that fails to load is not tried again until the pointer moves, unless it failed
+because its vector store was unavailable (a Milvus server down): then the next request after
+RETRY_SECONDS tries again, so a server started, or a generation written, during an outage is
+served once the store is back.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from api.errors import IndexNotLoaded, without_paths
+from api.errors import STORE_RETRY_SECONDS, IndexNotLoaded, without_paths
 from rag.config import Settings
 from rag.embed.embedding import Embedder, canonical_model_name
 from rag.engine import Engine
-from rag.errors import IndexStoreError, ModelNotAvailable
+from rag.errors import IndexStoreError, ModelNotAvailable, StoreUnavailable
 from rag.indexing import (
     PointerWatch,
     clean_leftovers,
@@ -34,6 +39,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WRITE_LOCK = ".api-write.lock"
+# Before loading again a generation that failed because its vector store was unavailable.
+RETRY_SECONDS = float(STORE_RETRY_SECONDS)
 
 
 class Service:
@@ -44,6 +51,7 @@ class Service:
         self.error = "the index has not been loaded yet"
         self._lock = threading.Lock()
         self._failed_pointer: str | None = None  # a live generation that would not load
+        self._retry_at: float | None = None  # when to try it again (its store was unavailable)
         self.load_seconds: dict[str, float] = {}  # "model", "index": the last loads (/metrics)
         self._pointer = PointerWatch(settings.index_path)
         self._writer: Writer | None = None
@@ -62,7 +70,7 @@ class Service:
         try:
             self.engine = self._load_engine()
         except (IndexStoreError, ModelNotAvailable) as exc:
-            self._failed(str(exc))
+            self._failed(str(exc), retry=isinstance(exc, StoreUnavailable))
             logger.warning("serving without an index: %s", exc)
             return
         except Exception as exc:  # keep answering /health and explain on /ready
@@ -109,10 +117,20 @@ class Service:
         if engine is not None:
             engine.embedder.stop_batching()
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, message: str, *, retry: bool = False) -> None:
         self.engine = None
         self.error = without_paths(message, self.settings.index_path, self.settings.milvus_uri)
-        self._failed_pointer = self.pointer()
+        self._mark_failed(self.pointer(), retry=retry)
+
+    def _mark_failed(self, pointer: str | None, *, retry: bool) -> None:
+        self._failed_pointer = pointer
+        self._retry_at = time.monotonic() + RETRY_SECONDS if retry else None
+
+    def _given_up(self, pointer: str | None) -> bool:
+        """Whether `pointer` names the generation that failed to load, not yet to be retried."""
+        return pointer == self._failed_pointer and (
+            self._retry_at is None or time.monotonic() < self._retry_at
+        )
 
     def pointer(self) -> str | None:
         """The name of the live generation on disk (a stat of the pointer file per request;
@@ -122,7 +140,7 @@ class Service:
     def is_current(self, pointer: str | None) -> bool:
         engine = self.engine
         return engine is not None and (
-            pointer is None or pointer == engine.index.path.name or pointer == self._failed_pointer
+            pointer is None or pointer == engine.index.path.name or self._given_up(pointer)
         )
 
     def refresh(self, pointer: str | None, *, wait: bool | None = None) -> Engine:
@@ -137,7 +155,7 @@ class Service:
             raise IndexNotLoaded("the index is being loaded; try again in a moment")
         try:
             if self.engine is None:
-                if pointer is not None and pointer != self._failed_pointer:
+                if pointer is not None and not self._given_up(pointer):
                     self._load()
                 if self.engine is None:
                     raise IndexNotLoaded(self.error)
@@ -156,7 +174,7 @@ class Service:
             self.load_seconds["index"] = time.perf_counter() - started
             index.check_compatible(model=engine.embedder.name, dimension=engine.embedder.dimension)
         except IndexStoreError as exc:
-            self._failed_pointer = pointer
+            self._mark_failed(pointer, retry=isinstance(exc, StoreUnavailable))
             logger.error("still serving %s: %s", engine.index.path.name, exc)
             return
         engine.swap_index(index)

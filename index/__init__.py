@@ -5,6 +5,7 @@ from index.errors import (
     IndexMismatch,
     IndexNotFound,
     IndexStoreError,
+    StoreUnavailable,
     UnknownChunk,
     UnknownDocument,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "IndexMismatch",
     "IndexNotFound",
     "IndexStoreError",
+    "StoreUnavailable",
     "UnknownChunk",
     "UnknownDocument",
     "chunk_id",

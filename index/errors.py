@@ -17,6 +17,12 @@ class IndexMismatch(IndexStoreError):
     """An index was built with settings (model, dimension, format) other than the ones asked for."""
 
 
+class StoreUnavailable(IndexStoreError):
+    """The vector store cannot serve the generation now: its server (Milvus) is down or does
+    not answer, or the generation's collection is missing. Unlike IndexCorrupt it may pass:
+    the same request can succeed once the server is back."""
+
+
 class UnknownChunk(KeyError):
     """No chunk with that id."""
 

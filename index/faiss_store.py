@@ -72,6 +72,9 @@ class FaissStore:
     def count(self) -> int:
         return int(self.index.ntotal)
 
+    def check_available(self) -> None:
+        """Always: the vectors are in this process."""
+
     def describe(self) -> StoreDescription:
         spec = faiss_vectors.describe(self.index)
         return StoreDescription(

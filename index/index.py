@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import platform
 import shutil
 import time
@@ -40,6 +42,9 @@ VECTORS_FILE = "vectors.faiss"
 STORE_FILE = "store.sqlite"
 LEXICAL_DIR = "bm25"
 LEXICAL_SOURCES = ("local", "store")
+# ROOT/.milvus-write-<collection>.json: a Milvus collection written for a generation that is
+# not live yet (see IndexWriter).
+MILVUS_WRITE_PREFIX = ".milvus-write-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +264,10 @@ class Index:
             return self.vectors.text_scores(query, [c.vector_id for c in chunks])
         return self.lexical.scores(query)[self.lexical.positions([c.vector_id for c in chunks])]
 
+    def check_available(self) -> None:
+        """Raise StoreUnavailable when the vector store cannot serve searches now."""
+        self.vectors.check_available()
+
     def vectors_for(self, chunks: Sequence[Chunk]) -> np.ndarray:
         return self.vectors.vectors([c.vector_id for c in chunks])
 
@@ -324,12 +333,71 @@ class StoreConfig:
             raise ValueError("the Milvus store needs a uri (--milvus-uri)")
 
 
+@dataclass(frozen=True, slots=True)
+class MilvusWrite:
+    """A Milvus collection written for generation `generation`, recorded before it is created
+    and forgotten once the generation is live."""
+
+    uri: str
+    collection: str
+    generation: int
+
+
+def _milvus_write_marker(root: Path, collection: str) -> Path:
+    return root / f"{MILVUS_WRITE_PREFIX}{collection}.json"
+
+
+def record_milvus_write(root: Path, write: MilvusWrite) -> None:
+    """Note `write` in `root` (atomically, durably) before its collection is created."""
+    marker = _milvus_write_marker(root, write.collection)
+    tmp = root / f".tmp-{os.getpid()}{marker.name}"  # what a crash leaves, clean_leftovers removes
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(
+            {"uri": write.uri, "collection": write.collection, "generation": write.generation}, f
+        )
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, marker)
+    generations.fsync_dir(root)
+
+
+def recorded_milvus_writes(root: Path) -> list[tuple[Path, MilvusWrite | None]]:
+    """The Milvus writes noted in `root`, each with its marker (None: unreadable)."""
+    found: list[tuple[Path, MilvusWrite | None]] = []
+    for marker in sorted(root.glob(f"{MILVUS_WRITE_PREFIX}*.json")):
+        try:
+            data = json.loads(marker.read_text(encoding="utf-8"))
+            write = MilvusWrite(str(data["uri"]), str(data["collection"]), int(data["generation"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            write = None
+        found.append((marker, write))
+    return found
+
+
+def went_live(root: Path, write: MilvusWrite) -> bool:
+    """Whether `write`'s generation is in place with its collection (or, its manifest being
+    unreadable, may be: its collection is never dropped on a guess)."""
+    path = root / generations.generation_name(write.generation)
+    if not path.is_dir():
+        return False
+    try:
+        manifest = read_manifest(path)
+    except IndexCorrupt:
+        return True
+    return (
+        manifest.store == "milvus" and manifest.store_location.get("collection") == write.collection
+    )
+
+
 class IndexWriter:
     """Writes one new generation batch by batch, then makes it live (`commit`).
 
     Use as a context manager: the writer lock is held throughout; leaving without `commit`
     (an error, an interruption) removes the local partial write. A Milvus collection being
-    written is kept, so the next write of the same generation resumes it (`present`).
+    written is kept, so the next write of the same generation resumes it (`present`). A
+    marker in the index directory records it until the generation is live; the next writer
+    that does not resume it (a FAISS build, which takes the same generation number, or one
+    with another collection name or server) drops it, since nothing else would.
 
         with IndexWriter(root, model=..., dimension=..., ...) as writer:
             for docs, chunks in batches:
@@ -362,6 +430,7 @@ class IndexWriter:
         self._tmp: Path | None = None
         self._sqlite: StoreWriter | None = None
         self._builder: Any = None
+        self._milvus_write: MilvusWrite | None = None
         self.committed: Index | None = None
 
     def __enter__(self) -> IndexWriter:
@@ -369,12 +438,15 @@ class IndexWriter:
         try:
             generations.clean_leftovers(self.root)
             self.number = generations.next_number(self.root)
+            self._milvus_write = self._planned_milvus_write()
+            self._settle_milvus_writes()
             self._tmp = generations.new_tmp_dir(self.root)
             self._sqlite = StoreWriter(self._tmp / STORE_FILE)
-            if self.config.kind == "milvus":
+            if self._milvus_write is not None:
                 from index.milvus_store import MilvusBuilder
 
                 assert self.config.milvus_uri is not None
+                record_milvus_write(self.root, self._milvus_write)
                 self._builder = MilvusBuilder(
                     self.config.milvus_uri,
                     self.config.milvus_collection,
@@ -394,6 +466,39 @@ class IndexWriter:
 
     def __exit__(self, *exc: object) -> None:
         self._cleanup()
+
+    def _planned_milvus_write(self) -> MilvusWrite | None:
+        if self.config.kind != "milvus":
+            return None
+        from index.milvus_store import collection_name, normalize_uri
+
+        assert self.config.milvus_uri is not None
+        return MilvusWrite(
+            normalize_uri(self.config.milvus_uri),
+            collection_name(self.config.milvus_collection, self.number),
+            self.number,
+        )
+
+    def _settle_milvus_writes(self) -> None:
+        """Forget the recorded Milvus writes that went live; drop the collections of the
+        interrupted ones this write does not resume."""
+        for marker, write in recorded_milvus_writes(self.root):
+            if write is not None and write == self._milvus_write:
+                continue  # resumed by this write
+            if write is not None and not went_live(self.root, write):
+                from index.milvus_store import drop_collection
+
+                logger.info(
+                    "dropping Milvus collection %s, left by an interrupted write of generation %d",
+                    write.collection,
+                    write.generation,
+                )
+                try:
+                    drop_collection(write.uri, write.collection)
+                except Exception as exc:  # kept, and its marker: the next writer tries again
+                    logger.warning("could not drop Milvus collection %s: %s", write.collection, exc)
+                    continue
+            marker.unlink(missing_ok=True)
 
     def _cleanup(self) -> None:
         if self._sqlite is not None:
@@ -492,6 +597,8 @@ class IndexWriter:
         (tmp / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
         final = generations.commit(self.root, tmp, self.number)
         self._tmp = None
+        if self._milvus_write is not None:
+            _milvus_write_marker(self.root, self._milvus_write.collection).unlink(missing_ok=True)
         generations.prune(self.root, self.keep, on_remove=self._drop_vectors_of)
         logger.info(
             "wrote index generation %s (%d chunks, %s store, %s index %s)",

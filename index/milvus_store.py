@@ -19,22 +19,30 @@ run in the database. The chunk text is stored with an analyzer and a BM25 functi
 sparse field where the server supports it (milvus-lite 3.2.2 does), so Milvus can rank by
 full text itself (`search_text`).
 
+Outages: Milvus failing a call (the server down or not answering, the collection missing)
+raises StoreUnavailable, which the API answers with 503 `index_unavailable`; a request that
+was malformed (a ParamError) is a bug and surfaces as one. Reads wait at most
+READ_TIMEOUT_SECONDS. The client reconnects by itself when the server is back; a collection
+the restarted server holds released (milvus-lite releases them all) is loaded again by the
+first read that finds it so, or by `check_available` (the API's /ready).
+
 pymilvus is imported here only, when a Milvus store is used (`pip install rag-cited[milvus]`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from index.errors import IndexCorrupt, IndexMismatch, IndexStoreError
+from index.errors import IndexCorrupt, IndexMismatch, IndexStoreError, StoreUnavailable
 from index.records import content_hash
 from index.vector_store import ChunkFilter, Entry, StoreDescription
 
@@ -49,6 +57,15 @@ MAX_TEXT_BYTES = 65_535
 MAX_TITLE_BYTES = 1024
 MAX_DOC_ID_BYTES = 1024
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
+# Longest wait for a read (search, query, describe): a server that does not answer is
+# unavailable (503) well within the API's request timeout (30 s), not a request left hanging.
+READ_TIMEOUT_SECONDS = 10.0
+# The readiness probe's wait (`check_available`): an idle server answers in milliseconds.
+PROBE_TIMEOUT_SECONDS = 2.0
+# Milvus' error codes (merr) for a collection that is not there, or not loaded.
+COLLECTION_NOT_FOUND = 100
+COLLECTION_NOT_LOADED = 101
+CONNECT_FAILED = 2  # pymilvus' own, for a server it cannot connect to
 
 # pymilvus logs a warning for every query iterator on milvus-lite (no server timestamps).
 logging.getLogger("pymilvus").setLevel(logging.ERROR)
@@ -101,8 +118,54 @@ def client(uri: str) -> Any:
             try:
                 _clients[uri] = MilvusClient(uri)
             except Exception as exc:
-                raise IndexStoreError(f"cannot connect to Milvus at {uri}: {exc}") from exc
+                raise StoreUnavailable(f"cannot connect to Milvus at {uri}: {exc}") from exc
         return _clients[uri]
+
+
+def _error_code(exc: BaseException) -> object:
+    """The code of a pymilvus or gRPC error: Milvus' number, or a gRPC status."""
+    code = getattr(exc, "code", None)
+    return code() if callable(code) else code
+
+
+def server_failure(exc: BaseException) -> bool:
+    """Whether `exc` is Milvus failing (down, not answering, a collection missing), which may
+    pass, rather than a request this code got wrong (a bad parameter or filter: a bug)."""
+    import grpc
+    from pymilvus.exceptions import DataNotMatchException, MilvusException, ParamError
+
+    if isinstance(exc, grpc.RpcError):
+        return _error_code(exc) != grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, ParamError | DataNotMatchException):
+        return False
+    return isinstance(exc, MilvusException) and not exc.is_input_error
+
+
+def failure_message(uri: str, collection: str, exc: BaseException) -> str:
+    """One sentence for a `server_failure`, without pymilvus' internals (its log has them)."""
+    import grpc
+
+    code = _error_code(exc)
+    if code == COLLECTION_NOT_FOUND:
+        return f"Milvus collection {collection} at {uri} is missing"
+    if code in (CONNECT_FAILED, grpc.StatusCode.UNAVAILABLE):
+        reason = "cannot connect"
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED or "timeout" in str(exc).lower():
+        reason = "no answer in time"
+    else:
+        reason = f"error {code.name if isinstance(code, grpc.StatusCode) else code}"
+    return f"Milvus at {uri} is unavailable ({reason}); try again later"
+
+
+@contextlib.contextmanager
+def failures_as_unavailable(uri: str, collection: str) -> Iterator[None]:
+    """Milvus failing a call in the block (`server_failure`) raises StoreUnavailable."""
+    try:
+        yield
+    except Exception as exc:
+        if not server_failure(exc):
+            raise
+        raise StoreUnavailable(failure_message(uri, collection, exc)) from exc
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -223,9 +286,10 @@ class MilvusStore:
         self.uri = normalize_uri(uri)
         self.collection = collection
         self.milvus = client(self.uri)
-        if not self.milvus.has_collection(collection):
-            raise IndexCorrupt(f"Milvus collection {collection} at {self.uri} is missing")
-        info = self.milvus.describe_collection(collection)
+        with self._failures():
+            if not self.milvus.has_collection(collection, timeout=READ_TIMEOUT_SECONDS):
+                raise IndexCorrupt(f"Milvus collection {collection} at {self.uri} is missing")
+            info = self.milvus.describe_collection(collection, timeout=READ_TIMEOUT_SECONDS)
         self.properties: dict[str, str] = dict(info.get("properties") or {})
         fields = {f["name"]: f for f in info["fields"]}
         try:
@@ -236,7 +300,52 @@ class MilvusStore:
         self.model = self.properties.get("rag.model")
         self.index_type = self.properties.get("rag.index_type", "flat")
         self._search_params = vector_index(self.uri, self.index_type)[2]
-        self.milvus.load_collection(collection)
+        with self._failures():
+            self.milvus.load_collection(collection)  # no timeout: a large one takes its time
+
+    def _failures(self) -> contextlib.AbstractContextManager[None]:
+        return failures_as_unavailable(self.uri, self.collection)
+
+    def _read(self, method: str, **kwargs: Any) -> Any:
+        """`self.milvus.<method>` on the collection, waiting at most READ_TIMEOUT_SECONDS.
+        A collection the server holds released (milvus-lite, restarted, releases them all;
+        a cluster loads its own again) is loaded again and the call made once more."""
+        call = getattr(self.milvus, method)
+        with self._failures():
+            try:
+                return call(self.collection, timeout=READ_TIMEOUT_SECONDS, **kwargs)
+            except Exception as exc:
+                if _error_code(exc) != COLLECTION_NOT_LOADED:
+                    raise
+            self._load_again()
+            return call(self.collection, timeout=READ_TIMEOUT_SECONDS, **kwargs)
+
+    def _load_again(self) -> None:
+        logger.warning(
+            "Milvus collection %s at %s is not loaded (the server restarted?): loading it",
+            self.collection,
+            self.uri,
+        )
+        self.milvus.load_collection(self.collection)
+
+    def check_available(self) -> None:
+        """Raise StoreUnavailable unless the server says, within PROBE_TIMEOUT_SECONDS, that
+        it holds the collection loaded; one it holds released is loaded again."""
+        from pymilvus.client.types import LoadState
+
+        with self._failures():
+            found = self.milvus.get_load_state(self.collection, timeout=PROBE_TIMEOUT_SECONDS)
+            state = found["state"]
+            if state == LoadState.NotExist:
+                raise StoreUnavailable(
+                    f"Milvus collection {self.collection} at {self.uri} is missing"
+                )
+            if state == LoadState.Loading:
+                raise StoreUnavailable(
+                    f"Milvus collection {self.collection} at {self.uri} is being loaded"
+                )
+            if state != LoadState.Loaded:
+                self._load_again()
 
     def check(self, *, model: str, dimension: int, count: int | None = None) -> None:
         """The manifest rules, against the collection's own description."""
@@ -266,12 +375,14 @@ class MilvusStore:
                     strict=True,
                 )
             ]
-            self.milvus.upsert(self.collection, rows)
+            with self._failures():
+                self.milvus.upsert(self.collection, rows)
 
     def delete(self, ids: Sequence[int]) -> None:
         ids = [int(i) for i in ids]
         for start in range(0, len(ids), REQUEST_ROWS):
-            self.milvus.delete(self.collection, ids=ids[start : start + REQUEST_ROWS])
+            with self._failures():
+                self.milvus.delete(self.collection, ids=ids[start : start + REQUEST_ROWS])
 
     def present(self, ids: Sequence[int], hashes: Sequence[str]) -> set[int]:
         """The ids among `ids` already stored with the same text hash."""
@@ -279,10 +390,8 @@ class MilvusStore:
         found: set[int] = set()
         keys = list(wanted)
         for start in range(0, len(keys), REQUEST_ROWS):
-            rows = self.milvus.query(
-                self.collection,
-                ids=keys[start : start + REQUEST_ROWS],
-                output_fields=["pk", "text_hash"],
+            rows = self._read(
+                "query", ids=keys[start : start + REQUEST_ROWS], output_fields=["pk", "text_hash"]
             )
             found.update(int(r["pk"]) for r in rows if wanted.get(int(r["pk"])) == r["text_hash"])
         return found
@@ -304,15 +413,17 @@ class MilvusStore:
             stale = [i for i in self.all_ids() if i not in keep]
             logger.info("removing %d stale chunks from %s", len(stale), self.collection)
             self.delete(stale)
-        self.milvus.flush(self.collection)
+        with self._failures():
+            self.milvus.flush(self.collection)
         if self.count() != expected:
             raise IndexCorrupt(
                 f"Milvus collection {self.collection} holds {self.count()} vectors after "
                 f"writing, not {expected}"
             )
-        self.milvus.alter_collection_properties(
-            self.collection, {"rag.state": STATE_COMPLETE, "rag.index_type": index_type}
-        )
+        with self._failures():
+            self.milvus.alter_collection_properties(
+                self.collection, {"rag.state": STATE_COMPLETE, "rag.index_type": index_type}
+            )
         self.properties["rag.state"] = STATE_COMPLETE
         self.index_type = index_type
 
@@ -333,8 +444,8 @@ class MilvusStore:
         labels = np.full((len(queries), k), -1, dtype=np.int64)
         if allowed_ids is not None and len(allowed_ids) == 0:
             return scores, labels
-        results = self.milvus.search(
-            self.collection,
+        results = self._read(
+            "search",
             data=queries.tolist(),
             anns_field="vector",
             limit=k,
@@ -361,8 +472,8 @@ class MilvusStore:
             raise IndexStoreError(f"Milvus collection {self.collection} has no full-text field")
         if not query.strip() or (allowed_ids is not None and len(allowed_ids) == 0):
             return []
-        results = self.milvus.search(
-            self.collection,
+        results = self._read(
+            "search",
             data=[query],
             anns_field="sparse",
             limit=max(1, k),
@@ -386,8 +497,8 @@ class MilvusStore:
         ids = [int(i) for i in ids]
         found: dict[int, list[float]] = {}
         for start in range(0, len(ids), REQUEST_ROWS):
-            rows = self.milvus.query(
-                self.collection, ids=ids[start : start + REQUEST_ROWS], output_fields=["vector"]
+            rows = self._read(
+                "query", ids=ids[start : start + REQUEST_ROWS], output_fields=["vector"]
             )
             found.update((int(r["pk"]), r["vector"]) for r in rows)
         missing = [i for i in ids if i not in found]
@@ -406,7 +517,7 @@ class MilvusStore:
         return self.vectors(ids) @ np.asarray(query, dtype=np.float32)
 
     def count(self) -> int:
-        rows = self.milvus.query(self.collection, filter="", output_fields=["count(*)"])
+        rows = self._read("query", filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
     def describe(self) -> StoreDescription:
@@ -423,7 +534,8 @@ class MilvusStore:
         )
 
     def drop(self) -> None:
-        self.milvus.drop_collection(self.collection)
+        with self._failures():
+            self.milvus.drop_collection(self.collection)
 
     def close(self) -> None:
         pass
@@ -473,26 +585,28 @@ class MilvusBuilder:
         self.index_type = index_type
         milvus = client(self.uri)
         self.resumed = False
-        if milvus.has_collection(self.name):
-            props = dict(milvus.describe_collection(self.name).get("properties") or {})
-            if props.get("rag.model") == model and props.get("rag.dimension") == str(dimension):
-                self.resumed = True
-                logger.info("resuming the interrupted write of Milvus collection %s", self.name)
+        with failures_as_unavailable(self.uri, self.name):
+            if milvus.has_collection(self.name):
+                props = dict(milvus.describe_collection(self.name).get("properties") or {})
+                wanted = {"rag.model": model, "rag.dimension": str(dimension)}
+                if all(props.get(k) == v for k, v in wanted.items()):
+                    self.resumed = True
+                    logger.info("resuming the interrupted write of Milvus collection %s", self.name)
+                else:
+                    logger.info("dropping Milvus collection %s (another model)", self.name)
+                    milvus.drop_collection(self.name)
+            if not self.resumed:
+                create_collection(
+                    milvus,
+                    self.name,
+                    uri=self.uri,
+                    model=model,
+                    dimension=dimension,
+                    generation=generation,
+                    index_type=index_type,
+                )
             else:
-                logger.info("dropping Milvus collection %s (another model)", self.name)
-                milvus.drop_collection(self.name)
-        if not self.resumed:
-            create_collection(
-                milvus,
-                self.name,
-                uri=self.uri,
-                model=model,
-                dimension=dimension,
-                generation=generation,
-                index_type=index_type,
-            )
-        else:
-            milvus.alter_collection_properties(self.name, {"rag.state": STATE_BUILDING})
+                milvus.alter_collection_properties(self.name, {"rag.state": STATE_BUILDING})
         self.store = _open_unchecked(self.uri, self.name)
 
     def add(self, entries: Sequence[Entry], vectors: np.ndarray) -> None:
@@ -512,6 +626,7 @@ def _open_unchecked(uri: str, name: str) -> MilvusStore:
 
 def drop_collection(uri: str, name: str) -> None:
     milvus = client(uri)
-    if milvus.has_collection(name):
-        milvus.drop_collection(name)
-        logger.info("dropped Milvus collection %s", name)
+    with failures_as_unavailable(normalize_uri(uri), name):
+        if milvus.has_collection(name):
+            milvus.drop_collection(name)
+            logger.info("dropped Milvus collection %s", name)

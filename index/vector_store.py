@@ -86,6 +86,10 @@ class VectorStore(Protocol):
 
     def count(self) -> int: ...
 
+    def check_available(self) -> None:
+        """Raise StoreUnavailable when the store cannot serve searches now (a Milvus server
+        down, its collection missing); a cheap call, made by readiness probes."""
+
     def describe(self) -> StoreDescription: ...
 
     def close(self) -> None: ...

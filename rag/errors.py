@@ -5,6 +5,7 @@ from index.errors import (
     IndexMismatch,
     IndexNotFound,
     IndexStoreError,
+    StoreUnavailable,
     UnknownChunk,
     UnknownDocument,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "OutsideCorpusRoots",
     "QuestionTooLong",
     "ReaderUnavailable",
+    "StoreUnavailable",
     "UnknownChunk",
     "UnknownDocument",
 ]

@@ -1,17 +1,24 @@
 """The Milvus vector store (milvus-lite): same results as FAISS, filters in the database,
-the manifest rules against the collection, resumable streaming ingestion, and the
-issue's commands end to end (`rag index --store milvus`, `rag serve --store milvus`)."""
+the manifest rules against the collection, resumable streaming ingestion, the issue's
+commands end to end (`rag index --store milvus`, `rag serve --store milvus`), and outages of
+a milvus-lite server process killed and started again (issue #20, item 3)."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from index import ChunkFilter, Index, IndexCorrupt, IndexMismatch, IndexNotFound
 from index.milvus_store import MilvusStore, client
@@ -21,6 +28,7 @@ from rag.evaluation.data import load_bundled
 from rag.indexing import build_index
 from rag.writer import Writer
 from tests.conftest import CHIRCHIK, UZBEK_DOC, milvus_test_settings
+from tests.test_ops import free_port
 
 BUNDLED_EVAL = PROJECT_ROOT / "eval" / "bundled.jsonl"
 
@@ -246,3 +254,216 @@ def test_a_streamed_rerun_without_changes_writes_nothing(
     assert third.vectors.count() == r3.n_chunks
     c = third.store.chunks_of(bundled_documents[0].id)[0]
     assert np.array_equal(third.vectors_for([c]), first.vectors_for([c]))
+
+
+def test_a_faiss_build_on_the_number_of_an_interrupted_milvus_write_drops_its_collection(
+    bundled_documents, embedder, tmp_path, milvus_uri
+):
+    """An interrupted Milvus write keeps its collection for the next write of the same
+    generation to resume. A FAISS build takes that generation number instead: the
+    collection is dropped then, not left behind with nothing to resume or prune it."""
+    settings = milvus_test_settings(tmp_path / "index", milvus_uri, ingest_batch_chunks=8)
+
+    def stop(done):
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        build_index(settings, embedder, iter(bundled_documents), on_batch=stop)
+    milvus = client(milvus_uri)
+    interrupted = f"{settings.milvus_collection}_g000001"
+    assert milvus.has_collection(interrupted)
+
+    on_faiss = settings.model_copy(update={"store": "faiss"})
+    index, _ = build_index(on_faiss, embedder, bundled_documents[:2])
+    assert (index.generation, index.manifest.store) == (1, "faiss")
+    assert not milvus.has_collection(interrupted)
+    assert not list(settings.index_path.glob(".milvus-write-*"))
+
+    # Back on Milvus: generation 2 gets a collection of its own, and it is the only one.
+    index, _ = build_index(settings, embedder, bundled_documents[:2])
+    ours = [n for n in milvus.list_collections() if n.startswith(settings.milvus_collection)]
+    assert (
+        ours
+        == [index.manifest.store_location["collection"]]
+        == [f"{settings.milvus_collection}_g000002"]
+    )
+    assert not list(settings.index_path.glob(".milvus-write-*"))
+
+
+# Outages: a milvus-lite server in a process of its own, on a loopback port, killed and
+# started again on the same data directory and port. The API runs in the test process (its
+# lifespan, error handlers and routes all real), with the session's model.
+
+
+class MilvusServer:
+    """`python -m milvus_lite server` on a fixed loopback port and data directory."""
+
+    def __init__(self, data_dir: Path, log: Path) -> None:
+        self.data_dir = data_dir
+        self.log = log
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        command = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(self.data_dir)]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        with self.log.open("a") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"milvus-lite exited: {self.log.read_text(errors='replace')}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        pytest.fail(f"milvus-lite not listening after {timeout}s")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # if paused
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def pause(self) -> None:
+        """Stopped, not dead: connections stay open, nothing answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture()
+def milvus_server(tmp_path) -> Iterator[MilvusServer]:
+    server = MilvusServer(tmp_path / "milvus-data", tmp_path / "milvus.log")
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture()
+def outage_settings(milvus_server, bundled_documents, embedder, tmp_path) -> Settings:
+    """The bundled corpus indexed with its vectors on `milvus_server`."""
+    settings = milvus_test_settings(tmp_path / "index", milvus_server.uri, rate_limit_per_minute=0)
+    build_index(settings, embedder, bundled_documents)
+    return settings
+
+
+def _api(settings: Settings, embedder) -> TestClient:
+    from api.main import create_app
+
+    # Unhandled errors come back as the app's 500 response instead of raising here.
+    return TestClient(create_app(settings, embedder=embedder), raise_server_exceptions=False)
+
+
+def _unavailable(r: httpx.Response, code: str = "index_unavailable") -> str:
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    assert "Traceback" not in r.text and "MilvusException" not in r.text
+    error = r.json()["error"]
+    assert error["code"] == code, error
+    return error["message"]
+
+
+def _wait_ready(api: TestClient, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while (r := api.get("/ready")).status_code != 200:
+        assert time.monotonic() < deadline, f"not ready after {timeout}s: {r.text}"
+        time.sleep(0.25)
+
+
+def _wait_answer(api: TestClient, timeout: float = 30) -> httpx.Response:
+    """POST /ask until it answers; meanwhile every response is a clean 503."""
+    deadline = time.monotonic() + timeout
+    while (r := api.post("/ask", json={"question": CHIRCHIK})).status_code != 200:
+        _unavailable(r)
+        assert time.monotonic() < deadline, f"no answer after {timeout}s: {r.text}"
+        time.sleep(0.25)
+    return r
+
+
+QUESTIONS = [("/ask", {"question": CHIRCHIK}), ("/search", {"question": CHIRCHIK, "k": 3})]
+
+
+def test_a_milvus_outage_is_a_503_and_the_answers_come_back_without_a_restart(
+    milvus_server, outage_settings, embedder
+):
+    from pymilvus.client.types import LoadState
+
+    name = f"{outage_settings.milvus_collection}_g000001"
+    with _api(outage_settings, embedder) as api:
+        assert api.get("/ready").status_code == 200
+        before = api.post("/ask", json={"question": CHIRCHIK})
+        assert before.status_code == 200 and "molybdenum" in before.json()["answer"]
+
+        milvus_server.kill()
+        for path, body in QUESTIONS:
+            r = api.post(path, json=body)
+            message = _unavailable(r)
+            assert "Milvus" in message and "unavailable" in message, message
+            assert r.headers["retry-after"] == "5"
+        assert "Milvus" in _unavailable(api.get("/ready"))
+
+        # The same data directory and port: the client reconnects, and the first search
+        # loads the collection again (a restarted milvus-lite holds it released).
+        milvus_server.start()
+        after = _wait_answer(api)
+        assert after.json()["answer"] == before.json()["answer"]
+        assert after.json()["citations"] == before.json()["citations"]
+        searched = api.post("/search", json={"question": CHIRCHIK, "k": 3})
+        assert searched.status_code == 200 and len(searched.json()["passages"]) == 3
+        assert api.get("/ready").status_code == 200
+
+        # A second outage, noticed by /ready alone: its probe loads the collection again.
+        milvus_server.kill()
+        assert "Milvus" in _unavailable(api.get("/ready"))
+        milvus_server.start()
+        _wait_ready(api)
+        assert client(milvus_server.uri).get_load_state(name)["state"] == LoadState.Loaded
+        again = api.post("/ask", json={"question": CHIRCHIK})
+        assert again.status_code == 200 and again.json()["answer"] == before.json()["answer"]
+
+
+def test_a_missing_collection_is_a_503(milvus_server, outage_settings, embedder):
+    with _api(outage_settings, embedder) as api:
+        assert api.get("/ready").status_code == 200
+        name = f"{outage_settings.milvus_collection}_g000001"
+        client(milvus_server.uri).drop_collection(name)
+        for path, body in QUESTIONS:
+            assert name in _unavailable(api.post(path, json=body))
+        assert "missing" in _unavailable(api.get("/ready"))
+
+
+def test_a_milvus_server_that_does_not_answer_makes_ready_503_within_the_probe_timeout(
+    milvus_server, outage_settings, embedder
+):
+    from index.milvus_store import PROBE_TIMEOUT_SECONDS
+
+    with _api(outage_settings, embedder) as api:
+        assert api.get("/ready").status_code == 200
+        milvus_server.pause()
+        started = time.monotonic()
+        message = _unavailable(api.get("/ready"))
+        waited = time.monotonic() - started
+        assert "no answer in time" in message, message
+        assert PROBE_TIMEOUT_SECONDS <= waited < PROBE_TIMEOUT_SECONDS + 5
+        milvus_server.resume()
+        _wait_ready(api)
+        assert api.post("/ask", json={"question": CHIRCHIK}).status_code == 200
+
+
+def test_a_server_started_during_an_outage_serves_once_milvus_is_back(
+    milvus_server, outage_settings, embedder
+):
+    milvus_server.kill()
+    with _api(outage_settings, embedder) as api:
+        assert "Milvus" in _unavailable(api.get("/ready"), "index_not_loaded")
+        _unavailable(api.post("/ask", json={"question": CHIRCHIK}), "index_not_loaded")
+        milvus_server.start()
+        _wait_ready(api)  # retried after api.state.RETRY_SECONDS, not only on a new generation
+        r = api.post("/ask", json={"question": CHIRCHIK})
+        assert r.status_code == 200 and "molybdenum" in r.json()["answer"]
