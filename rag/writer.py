@@ -31,9 +31,7 @@ class Writer:
         self.engine.index.store.get_summary(doc_id)  # raises UnknownDocument
         return self._write([], delete_ids=[doc_id])
 
-    def _write(
-        self, documents: Sequence[Document], delete_ids: Sequence[str] = ()
-    ) -> BuildReport:
+    def _write(self, documents: Sequence[Document], delete_ids: Sequence[str] = ()) -> BuildReport:
         engine = self.engine
         with self._lock:
             index, report = build_index(
