@@ -564,8 +564,10 @@ class IndexWriter:
             del faiss_store
         pause_point("store")
         ids, texts = sqlite.texts()
-        LexicalIndex.build(texts, ids).save(tmp / LEXICAL_DIR)
-        del ids, texts
+        live = generations.current(self.root)  # the base of an update, as a rule
+        known = LexicalIndex.saved_terms(live / LEXICAL_DIR) if live is not None else {}
+        LexicalIndex.build(texts, ids, known).save(tmp / LEXICAL_DIR)
+        del ids, texts, known
         sqlite.close()
         self._sqlite = None
         files = {

@@ -1,13 +1,17 @@
 """The BM25 side: a bm25s index over the same chunks as the vector index.
 
 Persisted with bm25s's own format (numpy arrays without pickle, and JSON) plus the
-vector id of each position, so lexical and dense hits name chunks the same way.
+vector id of each position, so lexical and dense hits name chunks the same way, and each
+chunk's analysed terms with a hash of its text: the next generation's build analyses only
+the chunks whose text it has not seen (analysis is most of a rebuild's time; an upsert of
+one document re-analyses that document, not the corpus).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import bm25s
@@ -19,33 +23,98 @@ from index.errors import IndexCorrupt
 logger = logging.getLogger(__name__)
 
 IDS_FILE = "vector_ids.npy"
+# each position's terms (ids into TERMS_VOCAB, from TERMS_INDPTR[i] to TERMS_INDPTR[i + 1]) and
+# its text's hash: what a later build reuses instead of analysing the same text again
+TERMS_FILE, TERMS_INDPTR, TERMS_VOCAB, TEXT_HASHES = (
+    "terms.npy",
+    "terms_indptr.npy",
+    "terms_vocab.npy",
+    "text_hashes.npy",
+)
+EMPTY = "\x00"  # an empty token list would be dropped by bm25s and shift positions
+
+
+def text_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 class LexicalIndex:
-    def __init__(self, retriever: bm25s.BM25 | None, vector_ids: np.ndarray):
+    def __init__(
+        self,
+        retriever: bm25s.BM25 | None,
+        vector_ids: np.ndarray,
+        terms: tuple[list[list[str]], list[int]] | None = None,
+    ):
         self.retriever = retriever
         self.vector_ids = vector_ids.astype(np.int64)
+        self._terms = terms  # (terms, text hashes) by position, when built here: for save()
         self._order = np.argsort(self.vector_ids)
         self._sorted = self.vector_ids[self._order]
 
     @classmethod
-    def build(cls, texts: Sequence[str], vector_ids: Sequence[int]) -> LexicalIndex:
+    def build(
+        cls,
+        texts: Sequence[str],
+        vector_ids: Sequence[int],
+        known: Mapping[int, list[str]] | None = None,
+    ) -> LexicalIndex:
+        """BM25 over `texts`. `known`: terms of texts analysed before, by `text_hash` (a
+        base generation's `saved_terms`); the others are analysed here."""
         ids = np.asarray(vector_ids, dtype=np.int64)
         if not len(texts):
             return cls(None, ids)
+        known = known or {}
+        hashes = [text_hash(t) for t in texts]
+        tokens = [known.get(h) or analyze(t) or [EMPTY] for t, h in zip(texts, hashes, strict=True)]
+        reused = sum(h in known for h in hashes)
+        logger.info(
+            "BM25 over %d chunks (%d analysed, %d reused)", len(texts), len(texts) - reused, reused
+        )
         retriever = bm25s.BM25(k1=1.2, b=0.75)
-        # An empty token list would be dropped by bm25s and shift positions: keep a placeholder.
-        tokens = [analyze(t) or ["\x00"] for t in texts]
         retriever.index(tokens, show_progress=False)
-        return cls(retriever, ids)
+        return cls(retriever, ids, (tokens, hashes))
 
     def save(self, directory: Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)
         np.save(directory / IDS_FILE, self.vector_ids, allow_pickle=False)
         if self.retriever is not None:
             self.retriever.save(str(directory), show_progress=False, allow_pickle=False)
+        if self._terms is not None:
+            tokens, hashes = self._terms
+            vocab: dict[str, int] = {}
+            flat = [vocab.setdefault(w, len(vocab)) for ts in tokens for w in ts]
+            indptr = np.cumsum([0, *map(len, tokens)], dtype=np.int64)
+            np.save(directory / TERMS_FILE, np.asarray(flat, dtype=np.int32), allow_pickle=False)
+            np.save(directory / TERMS_INDPTR, indptr, allow_pickle=False)
+            np.save(directory / TERMS_VOCAB, np.asarray(list(vocab), dtype=str), allow_pickle=False)
+            np.save(
+                directory / TEXT_HASHES, np.asarray(hashes, dtype=np.uint64), allow_pickle=False
+            )
         return sorted(p for p in directory.iterdir() if p.is_file())
+
+    @staticmethod
+    def saved_terms(directory: Path) -> dict[int, list[str]]:
+        """The analysed terms a generation's BM25 index saved, by text hash; empty when it
+        saved none (built before they were saved) or they cannot be read: a cache, never
+        needed for correctness."""
+        try:
+            terms = np.load(directory / TERMS_FILE, allow_pickle=False)
+            indptr = np.load(directory / TERMS_INDPTR, allow_pickle=False)
+            vocab = np.load(directory / TERMS_VOCAB, allow_pickle=False)
+            hashes = np.load(directory / TEXT_HASHES, allow_pickle=False)
+            words = vocab[terms].tolist()
+        except (OSError, ValueError, IndexError) as exc:
+            if not isinstance(exc, FileNotFoundError):
+                logger.warning("ignoring the saved BM25 terms in %s: %s", directory, exc)
+            return {}
+        if len(indptr) != len(hashes) + 1 or indptr[-1] != len(words):
+            logger.warning("ignoring the saved BM25 terms in %s: inconsistent", directory)
+            return {}
+        bounds = indptr.tolist()
+        return {int(h): words[bounds[i] : bounds[i + 1]] for i, h in enumerate(hashes.tolist())}
 
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex:
@@ -77,7 +146,7 @@ class LexicalIndex:
         return {
             term: int(counts[i])
             for term, i in self.retriever.vocab_dict.items()
-            if i < len(counts) and term != "\x00"
+            if i < len(counts) and term != EMPTY
         }
 
     def scores(self, query: str) -> np.ndarray:

@@ -242,3 +242,60 @@ def test_the_watched_pointer_follows_every_swap_and_removal(tmp_path):
     assert watch.name() is None
     (tmp_path / "CURRENT").unlink()
     assert watch.name() is None
+
+
+def test_bm25_reuses_saved_terms_and_scores_as_a_fresh_build(tmp_path, caplog):
+    import logging
+
+    from index.lexical import LexicalIndex, text_hash
+
+    texts = [
+        "Uzbekistan exports molybdenum and tungsten.",
+        "Korea builds a rare metals centre in Chirchik.",
+        "",  # no terms at all: a placeholder keeps the positions
+    ]
+    first = LexicalIndex.build(texts, [10, 11, 12])
+    first.save(tmp_path / "a")
+    known = LexicalIndex.saved_terms(tmp_path / "a")
+    assert set(known) == {text_hash(t) for t in texts}
+    assert known[text_hash(texts[0])] == ["uzbekistan", "export", "molybdenum", "tungsten"]
+    changed = [texts[0], "Kazakhstan mines lithium and tungsten.", texts[2]]
+    with caplog.at_level(logging.INFO, logger="index.lexical"):
+        reused = LexicalIndex.build(changed, [10, 13, 12], known)
+    assert "(1 analysed, 2 reused)" in caplog.text
+    fresh = LexicalIndex.build(changed, [10, 13, 12])
+    for query in ("tungsten", "lithium mines", "molybdenum exports"):
+        assert np.array_equal(reused.scores(query), fresh.scores(query)), query
+    assert reused.scores("tungsten")[1] > 0 and reused.scores("chirchik").sum() == 0
+
+
+def test_saved_terms_that_do_not_add_up_are_ignored(tmp_path):
+    from index.lexical import TEXT_HASHES, LexicalIndex
+
+    LexicalIndex.build(["tungsten prices", "lithium output"], [1, 2]).save(tmp_path)
+    np.save(tmp_path / TEXT_HASHES, np.zeros(5, dtype=np.uint64))  # more hashes than chunks
+    assert LexicalIndex.saved_terms(tmp_path) == {}
+    assert LexicalIndex.saved_terms(tmp_path / "missing") == {}
+
+
+def test_an_upsert_analyses_only_the_new_document_for_bm25(
+    fresh_settings, embedder, bundled_documents, caplog
+):
+    import logging
+
+    from rag.writer import Writer
+
+    build_index(fresh_settings, embedder, bundled_documents[:3])
+    engine = Engine.load(fresh_settings, embedder=embedder)
+    new = bundled_documents[3]
+    with caplog.at_level(logging.INFO, logger="index.lexical"):
+        report = Writer(engine).upsert([new])
+    new_chunks = len(engine.index.store.chunks_of(new.id))
+    assert report.added == 1 and new_chunks > 0
+    assert f"({new_chunks} analysed, {report.n_chunks - new_chunks} reused)" in caplog.text
+    # and it ranks as a build from scratch does
+    fresh_settings2 = fresh_settings.model_copy(
+        update={"index_path": fresh_settings.index_path.parent / "scratch"}
+    )
+    scratch, _ = build_index(fresh_settings2, embedder, bundled_documents[:4])
+    assert engine.index.lexical.search(CHIRCHIK, 10) == scratch.lexical.search(CHIRCHIK, 10)
