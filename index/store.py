@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -170,12 +171,29 @@ class StoreWriter:
         self.conn.close()
 
 
+class _Connection(sqlite3.Connection):
+    """A connection a weak reference can point at (sqlite3.Connection itself cannot)."""
+
+
+def _close_all(connections: weakref.WeakSet[sqlite3.Connection]) -> None:
+    for conn in list(connections):
+        conn.close()
+
+
 class ChunkStore:
-    """Read-only access to a generation's store file."""
+    """Read-only access to a generation's store file.
+
+    Each thread gets a connection of its own. They are all closed as soon as the store is
+    dropped (a server moving to a new generation drops the old one when its last reader is
+    done): left to themselves they would stay open until Python's cyclic garbage collector
+    ran, since a sqlite3.Connection refers to itself through its statement cache, and a
+    server writing often would hold tens of descriptors of deleted generations at a time."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
+        self._opened: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
+        weakref.finalize(self, _close_all, self._opened)
         self._chunks: OrderedDict[int, Chunk] = OrderedDict()
         self._chunks_lock = threading.Lock()
         try:
@@ -195,7 +213,8 @@ class ChunkStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, factory=_Connection)
+            self._opened.add(conn)
             self._local.conn = conn
         return conn
 

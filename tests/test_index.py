@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,6 +153,37 @@ def test_chunks_read_by_vector_id_are_cached_within_a_bound(bundled_settings, mo
         assert fresh.chunks_by_vector_ids(wanted) == {v: expected[v] for v in wanted[:-1]}
         assert len(fresh._chunks) <= 5
     index.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+def test_a_dropped_store_closes_every_threads_connection_at_once(bundled_settings):
+    """Not when the cyclic garbage collector next runs (a sqlite3.Connection is in a cycle
+    with its statement cache), so a server moving from generation to generation holds no
+    descriptors of those it left (eval/soak.py found tens of them)."""
+    import gc
+    import os
+    import threading
+
+    from index.store import ChunkStore
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    path = current(bundled_settings.index_path) / "store.sqlite"
+    gc.disable()
+    try:
+        before = open_fds()
+        store = ChunkStore(path)
+        threads = [threading.Thread(target=store.count_chunks) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert open_fds() == before + 4  # this thread's and three others'
+        del store, threads
+        assert open_fds() == before
+    finally:
+        gc.enable()
 
 
 # the store's schema versions (issue #18 added page numbers)
