@@ -1,9 +1,12 @@
-"""The soak script's judgement (eval/soak.py): buckets, percentiles and pass/fail."""
+"""The soak script's judgement (eval/soak.py): arrivals, buckets, percentiles, descriptor
+floors and pass/fail. tests/test_soak_run.py runs the script itself against a real server."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
+import random
 import sys
 
 from rag.config import PROJECT_ROOT
@@ -57,3 +60,72 @@ def test_errors_memory_growth_and_latency_drift_fail():
     slower = report(records(0, 0.1, 1.0) + records(2, 0.3, 1.0))
     (failure,) = soak.judge(slower, max_rss_growth=0.1, max_p99_ratio=1.5)
     assert "read p99 rose" in failure
+
+
+def judged(r: soak.Report, **changes: object) -> list[str]:
+    return soak.judge(dataclasses.replace(r, **changes), max_rss_growth=0.1, max_p99_ratio=1.5)
+
+
+def steady() -> soak.Report:
+    recs = records(0, 0.1, 1.0) + records(1, 0.1, 1.0) + records(2, 0.1, 1.0)
+    return dataclasses.replace(
+        report(recs),
+        offered_rps=2.0,
+        scheduled=303,
+        achieved_rps=303 / 180,
+        fds_start=120,
+        fds_end=120,
+    )
+
+
+def test_descriptor_growth_over_the_slack_fails():
+    r = steady()
+    assert judged(r, fds_end=125) == []  # +5: within the slack
+    (failure,) = judged(r, fds_end=126)
+    assert "file descriptors grew by 6 (120 -> 126)" in failure
+    assert (
+        soak.judge(
+            dataclasses.replace(r, fds_end=126),
+            max_rss_growth=0.1,
+            max_p99_ratio=1.5,
+            max_fd_growth=6,
+        )
+        == []
+    )
+
+
+def test_an_achieved_rate_under_the_floor_fails():
+    """The floor is against the arrivals actually due (a Poisson count varies), not rate x s."""
+    r = steady()
+    assert judged(r, achieved_rps=0.96 * 303 / 180) == []
+    (failure,) = judged(r, achieved_rps=0.9 * 303 / 180)
+    assert "achieved 1.5 req/s of 1.7 due (2 offered)" in failure
+    assert judged(r, offered_rps=None, achieved_rps=0.0) == []  # closed loop: no rate asked
+
+
+def test_warm_up_errors_and_unsent_arrivals_fail_and_latency_can_be_left_unjudged():
+    r = steady()
+    assert any("in the warm-up" in f for f in judged(r, warmup_errors=1))
+    unsent = judged(r, errors=2, unsent=2, error_samples=["an arrival was never sent"] * 2)
+    assert any("2 errors" in f for f in unsent)
+    slower = report(records(0, 0.1, 1.0) + records(2, 0.3, 1.0))
+    assert soak.judge(slower, max_rss_growth=0.1, max_p99_ratio=0) == []
+
+
+def test_descriptor_floor_is_the_fewest_in_the_window():
+    samples = [(-12.0, 90), (-8.0, 140), (-3.0, 101), (-1.0, 130), (0.0, 99), (55.0, 97)]
+    assert soak.fd_floor(samples, -10, 0) == 99
+    assert soak.fd_floor(samples, 50, 60) == 97
+    assert soak.fd_floor(samples, 20, 30) == 99  # none inside: the nearest sample
+
+
+def test_arrivals_poisson_and_even():
+    even = soak.arrivals(50, 10, random.Random(1), poisson=False)
+    assert len(even) == 500 and even[:3] == [0, 0.02, 0.04] and even[-1] < 10
+    counts = [len(soak.arrivals(50, 60, random.Random(s), poisson=True)) for s in range(20)]
+    assert all(2700 < c < 3300 for c in counts) and len(set(counts)) > 1  # 3000 +- 5 sigma
+    one = soak.arrivals(50, 60, random.Random(3), poisson=True)
+    assert one == sorted(one) and one[0] >= 0 and one[-1] < 60
+    gaps = [b - a for a, b in zip(one, one[1:], strict=False)]
+    assert 0.018 < sum(gaps) / len(gaps) < 0.022 and max(gaps) > 0.06  # exponential gaps
+    assert soak.arrivals(0, 60, random.Random(1), poisson=True) == []
