@@ -42,7 +42,7 @@ BUNDLED_CORPUS = ROOT / "corpus"
 BUNDLED_QUESTIONS = ROOT / "eval" / "bundled.jsonl"
 SCIFACT = Path("/work/shared/data/scifact")
 SECTIONS = ("cold", "indexing", "query", "http", "scaling")
-ALL_SECTIONS = (*SECTIONS, "tuning", "knobs", "reader")
+ALL_SECTIONS = (*SECTIONS, "tuning", "knobs", "reader", "writes")
 SQUAD2_DEV = SCIFACT.parent / "squad2" / "dev-v2.0-part-a.json"
 READER_WINDOWS = (1, 2, 3, 4, 6)
 DIM = 384
@@ -751,6 +751,66 @@ class Bench:
         return result
 
     # -- synthetic vector search
+    def writes(self) -> None:
+        """A one-document upsert and a delete on an index of N SciFact documents, timed
+        with the BM25 terms of the live generation reused (now) and with them hidden (as
+        every write did before terms were saved: the whole corpus analysed again)."""
+        from index.lexical import TERMS_FILE
+        from rag.config import Settings
+        from rag.embed.embedding import Embedder
+        from rag.engine import Engine
+        from rag.indexing import build_index
+        from rag.writer import Writer
+
+        n = 1000 if self.quick else 5000
+        documents = scifact_documents(n + 10)
+        settings = Settings(index_path=self.workdir / f"writes-{n}" / "index")
+        embedder = Embedder.from_settings(settings)
+        t = time.perf_counter()
+        build_index(settings, embedder, documents[:n])
+        build_s = time.perf_counter() - t
+        engine = Engine.load(settings, embedder=embedder)
+        writer = Writer(engine)
+        rows, out = [], {"documents": n, "chunks": engine.index.manifest.n_chunks}
+        out["build_s"] = round(build_s, 1)
+        for label, hide in (("terms reused", False), ("all analysed (before)", True)):
+            upserts, deletes = [], []
+            for doc in documents[n : n + (3 if self.quick else 5)]:
+                terms = engine.index.path / "bm25" / TERMS_FILE
+                hidden = terms.with_suffix(".hidden")
+                if hide:
+                    terms.rename(hidden)
+                try:
+                    t = time.perf_counter()
+                    writer.upsert([doc])
+                    upserts.append((time.perf_counter() - t) * 1000)
+                finally:
+                    if hidden.exists():
+                        hidden.rename(terms)
+                terms = engine.index.path / "bm25" / TERMS_FILE
+                hidden = terms.with_suffix(".hidden")
+                if hide:
+                    terms.rename(hidden)
+                try:
+                    t = time.perf_counter()
+                    writer.delete(doc.id)
+                    deletes.append((time.perf_counter() - t) * 1000)
+                finally:
+                    if hidden.exists():
+                        hidden.rename(terms)
+            out[label] = {"upsert_ms": percentiles(upserts), "delete_ms": percentiles(deletes)}
+            rows.append([label, round(float(np.median(upserts))), round(float(np.median(deletes)))])
+            print(f"  {label}: upsert p50 {rows[-1][1]} ms, delete p50 {rows[-1][2]} ms")
+        self.results["writes"] = out
+        self.save()
+        table(
+            f"Writes on an index of {n:,} SciFact documents ({out['chunks']:,} chunks; "
+            f"built in {out['build_s']} s): one document each, median of "
+            f"{len(upserts)}",
+            ["BM25 terms", "upsert ms", "delete ms"],
+            rows,
+        )
+
     def scaling(self) -> None:
         sizes = [10_000, 100_000] if self.quick else [10_000, 100_000, 1_000_000]
         if self.args.sizes:
