@@ -263,15 +263,18 @@ class Reader:
 
     def _run(self, window: Window) -> tuple[np.ndarray, np.ndarray, float | None]:
         """Start logits, end logits and the answerability logit of one window."""
-        key = np.asarray([*window.input_ids, -1, *window.type_ids], dtype=np.int32).tobytes()
-        found = self.cache.get(key)
-        if found is not None:
-            return found
+        key = None
+        if self.cache.size > 0:  # no key to build, nor lock to take, with the cache off
+            key = np.asarray([*window.input_ids, -1, *window.type_ids], dtype=np.int32).tobytes()
+            found = self.cache.get(key)
+            if found is not None:
+                return found
         starts, ends, answerable = self.backend.run(*pad([window], self.pad_id))
         out = (starts[0], ends[0], None if answerable is None else float(answerable[0]))
-        for a in out[:2]:
-            a.setflags(write=False)  # shared by every later reading of this window
-        self.cache.put(key, out)
+        if key is not None:
+            for a in out[:2]:
+                a.setflags(write=False)  # shared by every later reading of this window
+            self.cache.put(key, out)
         return out
 
 
