@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from index import Index, StoreConfig, entries_for, write_index
-from index.faiss_store import FaissBuilder
-from index.milvus_store import MilvusBuilder
+from index.backends.faiss import FaissBuilder
+from index.backends.milvus import MilvusBuilder
 from rag.config import Settings
 from rag.embed.embedding import Embedder
 from rag.engine import Engine
@@ -78,12 +78,13 @@ def main() -> None:
             builder = FaissBuilder(m.dimension, "flat")
             for i in range(0, len(chunks), BATCH):
                 builder.add(entries[i : i + BATCH], vectors[i : i + BATCH])
-            builder.finish().write(args.out / "alone.faiss")
+            builder.build().write(args.out / "alone.faiss")
         else:
             builder = MilvusBuilder(uri, "alone", 1, model=m.model, dimension=m.dimension)
+            builder.start()
             for i in range(0, len(chunks), BATCH):
                 builder.add(entries[i : i + BATCH], vectors[i : i + BATCH])
-            builder.finish(len(chunks), lambda: {c.vector_id for c in chunks})
+            builder.finish(args.out, len(chunks), lambda: {c.vector_id for c in chunks})
         alone = time.perf_counter() - started
         # a whole generation
         started = time.perf_counter()
@@ -96,7 +97,7 @@ def main() -> None:
             tokenizer=m.tokenizer,
             chunking=m.chunking,
             corpus_hash=m.corpus_hash,
-            store=StoreConfig(kind=kind, index_type="flat", milvus_uri=uri),
+            store=StoreConfig(kind=kind, index_type="flat", uri=uri),
         )
         whole = time.perf_counter() - started
         results[kind] = {"vectors_s": round(alone, 2), "write_s": round(whole, 2)}

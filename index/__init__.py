@@ -1,5 +1,14 @@
 """The vector index and chunk store: build, persist, load, search."""
 
+from index.backends import (
+    STORE_KINDS,
+    ChunkFilter,
+    Entry,
+    StoreConfig,
+    StoreDescription,
+    VectorStore,
+    backend,
+)
 from index.errors import (
     IndexCorrupt,
     IndexMismatch,
@@ -9,10 +18,9 @@ from index.errors import (
     UnknownChunk,
     UnknownDocument,
 )
-from index.index import Hit, Index, IndexWriter, StoreConfig, entries_for, write_index
+from index.index import Hit, Index, IndexWriter, entries_for, write_index
 from index.records import Chunk, Document, chunk_id, content_hash
 from index.store import DocumentSummary
-from index.vector_store import STORE_KINDS, ChunkFilter, Entry, StoreDescription, VectorStore
 
 __all__ = [
     "STORE_KINDS",
@@ -23,6 +31,7 @@ __all__ = [
     "StoreConfig",
     "StoreDescription",
     "VectorStore",
+    "backend",
     "entries_for",
     "Document",
     "DocumentSummary",

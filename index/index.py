@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import platform
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +16,8 @@ import faiss
 import numpy as np
 
 from index import generations
+from index.backends import BACKENDS, Builder, ChunkFilter, Entry, StoreConfig, VectorStore, backend
 from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
-from index.faiss_store import FaissBuilder, FaissStore
 from index.lexical import LexicalIndex
 from index.manifest import (
     FORMAT_VERSION,
@@ -33,18 +31,12 @@ from index.manifest import (
 from index.records import Chunk, Document
 from index.store import ChunkStore, StoreWriter
 from index.testhooks import pause_point
-from index.vector_store import STORE_KINDS, ChunkFilter, Entry, VectorStore
-from index.vectors import CALIBRATION_TARGET
 
 logger = logging.getLogger(__name__)
 
-VECTORS_FILE = "vectors.faiss"
 STORE_FILE = "store.sqlite"
 LEXICAL_DIR = "bm25"
 LEXICAL_SOURCES = ("local", "store")
-# ROOT/.milvus-write-<collection>.json: a Milvus collection written for a generation that is
-# not live yet (see IndexWriter).
-MILVUS_WRITE_PREFIX = ".milvus-write-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +68,11 @@ class Index:
 
     @property
     def faiss_index(self) -> faiss.Index:
-        if not isinstance(self.vectors, FaissStore):
+        """The FAISS index itself, for benchmarks and tests that look inside it."""
+        index = getattr(self.vectors, "index", None)
+        if not isinstance(index, faiss.Index):
             raise AttributeError(f"the vectors of {self.path} are in {self.vectors.kind}")
-        return self.vectors.index
+        return index
 
     # loading
     @classmethod
@@ -89,7 +83,7 @@ class Index:
         model: str | None = None,
         dimension: int | None = None,
         verify: bool = True,
-        milvus_uri: str | None = None,
+        store_uri: str | None = None,
         lexical_source: str = "local",
     ) -> Index:
         """Load the live generation under `root`. If it fails its checks, fall back to the
@@ -111,7 +105,7 @@ class Index:
         for path in ordered:
             try:
                 index = cls.load_generation(
-                    path, verify=verify, milvus_uri=milvus_uri, lexical_source=lexical_source
+                    path, verify=verify, store_uri=store_uri, lexical_source=lexical_source
                 )
             except IndexCorrupt as exc:
                 first_error = first_error or exc
@@ -130,11 +124,12 @@ class Index:
         path: Path,
         *,
         verify: bool = True,
-        milvus_uri: str | None = None,
+        store_uri: str | None = None,
         lexical_source: str = "local",
     ) -> Index:
-        """Load one generation. `milvus_uri` overrides the address its manifest recorded
-        (e.g. the same cluster seen from another host)."""
+        """Load one generation. `store_uri` overrides the address of a vector store outside
+        the index directory that its manifest recorded (the same cluster seen from another
+        host)."""
         if not path.is_dir():
             raise IndexCorrupt(f"index generation {path} is missing")
         manifest = read_manifest(path)
@@ -143,18 +138,18 @@ class Index:
                 f"index at {path} has format version {manifest.format_version}; this version "
                 f"reads {FORMAT_VERSION}. Rebuild it with `rag index --rebuild`."
             )
-        if manifest.store not in STORE_KINDS:
+        if manifest.store not in BACKENDS:
             raise IndexCorrupt(f"the manifest of {path} names an unknown store {manifest.store!r}")
         if lexical_source not in LEXICAL_SOURCES:
             raise ValueError(f"unknown lexical source {lexical_source!r}: use {LEXICAL_SOURCES}")
-        required = (VECTORS_FILE, STORE_FILE) if manifest.store == "faiss" else (STORE_FILE,)
-        for name in required:
+        vectors_backend = backend(manifest.store)
+        for name in (STORE_FILE, *vectors_backend.files):
             if name not in manifest.files:
                 raise IndexCorrupt(f"the manifest of {path} does not list {name}")
         check_files(path, manifest, verify=verify)
         store = ChunkStore(path / STORE_FILE)
         n_chunks = store.count_chunks()
-        vector_store = open_vector_store(path, manifest, store, milvus_uri=milvus_uri)
+        vector_store = vectors_backend.open(path, manifest, resolver(store), uri=store_uri)
         n_vectors = vector_store.count()
         if n_vectors != n_chunks or n_chunks != manifest.n_chunks:
             raise IndexCorrupt(
@@ -220,9 +215,7 @@ class Index:
             if len(allowed_vector_ids) == 0:
                 return [[] for _ in range(len(query_vectors))]
             allowed = np.asarray(allowed_vector_ids, dtype=np.int64)
-        if where is not None and not where.empty and self.vectors.kind != "faiss":
-            allowed = None  # the database filters on the metadata itself
-        elif where is not None and where.empty:
+        if where is not None and where.empty:
             where = None
         scores, ids = self.vectors.search(query_vectors, k, where=where, allowed_ids=allowed)
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
@@ -279,10 +272,9 @@ class Index:
         self.vectors.close()
 
 
-def open_vector_store(
-    path: Path, manifest: Manifest, store: ChunkStore, *, milvus_uri: str | None = None
-) -> VectorStore:
-    """The vector store a generation's manifest names, checked against the manifest."""
+def resolver(store: ChunkStore) -> Callable[[ChunkFilter], list[int]]:
+    """Metadata filters resolved to vector ids by the chunk store (for a backend that keeps
+    no metadata itself)."""
 
     def resolve(where: ChunkFilter) -> list[int]:
         return store.vector_ids_where(
@@ -291,17 +283,7 @@ def open_vector_store(
             date_to=where.date_to,
         )
 
-    if manifest.store == "faiss":
-        return FaissStore.read(path / VECTORS_FILE, manifest.index_params, resolve)
-    from index.milvus_store import MilvusStore
-
-    uri = milvus_uri or manifest.store_location.get("uri")
-    collection = manifest.store_location.get("collection")
-    if not uri or not collection:
-        raise IndexCorrupt(f"the manifest of {path} names no Milvus uri and collection")
-    milvus = MilvusStore(uri, collection)
-    milvus.check(model=manifest.model, dimension=manifest.dimension, count=manifest.n_chunks)
-    return milvus
+    return resolve
 
 
 def library_versions() -> dict[str, str]:
@@ -314,90 +296,14 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class StoreConfig:
-    """Where a new generation's vectors go: "faiss" (a file of the generation) or "milvus"
-    (a collection `<milvus_collection>_g<NNNNNN>` at `milvus_uri`: a milvus-lite file path
-    or http://host:19530)."""
-
-    kind: str = "faiss"
-    index_type: str = "auto"
-    recall_target: float = CALIBRATION_TARGET  # of an approximate FAISS index (efSearch, nprobe)
-    milvus_uri: str | None = None
-    milvus_collection: str = "rag_chunks"
-
-    def __post_init__(self) -> None:
-        if self.kind not in STORE_KINDS:
-            raise ValueError(f"unknown vector store {self.kind!r}: use one of {STORE_KINDS}")
-        if self.kind == "milvus" and not self.milvus_uri:
-            raise ValueError("the Milvus store needs a uri (--milvus-uri)")
-
-
-@dataclass(frozen=True, slots=True)
-class MilvusWrite:
-    """A Milvus collection written for generation `generation`, recorded before it is created
-    and forgotten once the generation is live."""
-
-    uri: str
-    collection: str
-    generation: int
-
-
-def _milvus_write_marker(root: Path, collection: str) -> Path:
-    return root / f"{MILVUS_WRITE_PREFIX}{collection}.json"
-
-
-def record_milvus_write(root: Path, write: MilvusWrite) -> None:
-    """Note `write` in `root` (atomically, durably) before its collection is created."""
-    marker = _milvus_write_marker(root, write.collection)
-    tmp = root / f".tmp-{os.getpid()}{marker.name}"  # what a crash leaves, clean_leftovers removes
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(
-            {"uri": write.uri, "collection": write.collection, "generation": write.generation}, f
-        )
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, marker)
-    generations.fsync_dir(root)
-
-
-def recorded_milvus_writes(root: Path) -> list[tuple[Path, MilvusWrite | None]]:
-    """The Milvus writes noted in `root`, each with its marker (None: unreadable)."""
-    found: list[tuple[Path, MilvusWrite | None]] = []
-    for marker in sorted(root.glob(f"{MILVUS_WRITE_PREFIX}*.json")):
-        try:
-            data = json.loads(marker.read_text(encoding="utf-8"))
-            write = MilvusWrite(str(data["uri"]), str(data["collection"]), int(data["generation"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            write = None
-        found.append((marker, write))
-    return found
-
-
-def went_live(root: Path, write: MilvusWrite) -> bool:
-    """Whether `write`'s generation is in place with its collection (or, its manifest being
-    unreadable, may be: its collection is never dropped on a guess)."""
-    path = root / generations.generation_name(write.generation)
-    if not path.is_dir():
-        return False
-    try:
-        manifest = read_manifest(path)
-    except IndexCorrupt:
-        return True
-    return (
-        manifest.store == "milvus" and manifest.store_location.get("collection") == write.collection
-    )
-
-
 class IndexWriter:
     """Writes one new generation batch by batch, then makes it live (`commit`).
 
     Use as a context manager: the writer lock is held throughout; leaving without `commit`
-    (an error, an interruption) removes the local partial write. A Milvus collection being
-    written is kept, so the next write of the same generation resumes it (`present`). A
-    marker in the index directory records it until the generation is live; the next writer
-    that does not resume it (a FAISS build, which takes the same generation number, or one
-    with another collection name or server) drops it, since nothing else would.
+    (an error, an interruption) removes the local partial write. The vectors go to the
+    backend `store.kind` names (index/backends/). What a backend writes outside the index
+    directory (a Milvus collection) is kept, so that the next write of the same generation
+    resumes it (`present`); every backend settles such leftovers before a write starts.
 
         with IndexWriter(root, model=..., dimension=..., ...) as writer:
             for docs, chunks in batches:
@@ -429,8 +335,7 @@ class IndexWriter:
         self._stack = contextlib.ExitStack()
         self._tmp: Path | None = None
         self._sqlite: StoreWriter | None = None
-        self._builder: Any = None
-        self._milvus_write: MilvusWrite | None = None
+        self._builder: Builder | None = None
         self.committed: Index | None = None
 
     def __enter__(self) -> IndexWriter:
@@ -438,27 +343,15 @@ class IndexWriter:
         try:
             generations.clean_leftovers(self.root)
             self.number = generations.next_number(self.root)
-            self._milvus_write = self._planned_milvus_write()
-            self._settle_milvus_writes()
+            builder = backend(self.config.kind).builder(
+                self.root, self.number, self.config, model=self.model, dimension=self.dimension
+            )
+            for each in BACKENDS.values():
+                each.settle(self.root, builder)
             self._tmp = generations.new_tmp_dir(self.root)
             self._sqlite = StoreWriter(self._tmp / STORE_FILE)
-            if self._milvus_write is not None:
-                from index.milvus_store import MilvusBuilder
-
-                assert self.config.milvus_uri is not None
-                record_milvus_write(self.root, self._milvus_write)
-                self._builder = MilvusBuilder(
-                    self.config.milvus_uri,
-                    self.config.milvus_collection,
-                    self.number,
-                    model=self.model,
-                    dimension=self.dimension,
-                    index_type=self.config.index_type,
-                )
-            else:
-                self._builder = FaissBuilder(
-                    self.dimension, self.config.index_type, self.config.recall_target
-                )
+            builder.start()
+            self._builder = builder
         except BaseException:
             self._cleanup()
             raise
@@ -466,39 +359,6 @@ class IndexWriter:
 
     def __exit__(self, *exc: object) -> None:
         self._cleanup()
-
-    def _planned_milvus_write(self) -> MilvusWrite | None:
-        if self.config.kind != "milvus":
-            return None
-        from index.milvus_store import collection_name, normalize_uri
-
-        assert self.config.milvus_uri is not None
-        return MilvusWrite(
-            normalize_uri(self.config.milvus_uri),
-            collection_name(self.config.milvus_collection, self.number),
-            self.number,
-        )
-
-    def _settle_milvus_writes(self) -> None:
-        """Forget the recorded Milvus writes that went live; drop the collections of the
-        interrupted ones this write does not resume."""
-        for marker, write in recorded_milvus_writes(self.root):
-            if write is not None and write == self._milvus_write:
-                continue  # resumed by this write
-            if write is not None and not went_live(self.root, write):
-                from index.milvus_store import drop_collection
-
-                logger.info(
-                    "dropping Milvus collection %s, left by an interrupted write of generation %d",
-                    write.collection,
-                    write.generation,
-                )
-                try:
-                    drop_collection(write.uri, write.collection)
-                except Exception as exc:  # kept, and its marker: the next writer tries again
-                    logger.warning("could not drop Milvus collection %s: %s", write.collection, exc)
-                    continue
-            marker.unlink(missing_ok=True)
 
     def _cleanup(self) -> None:
         if self._sqlite is not None:
@@ -509,19 +369,18 @@ class IndexWriter:
         self._stack.close()
 
     @property
+    def builder(self) -> Builder:
+        assert self._builder is not None, "use IndexWriter as a context manager"
+        return self._builder
+
+    @property
     def resumed(self) -> bool:
-        return bool(getattr(self._builder, "resumed", False))
+        return self.builder.resumed
 
     def present(self, chunks: Sequence[Chunk]) -> set[int]:
         """Vector ids of `chunks` already written with the same text by an interrupted write
-        of this generation (Milvus only): they need no embedding."""
-        from index.milvus_store import text_hash
-
-        if not chunks or not self.resumed:
-            return set()
-        return self._builder.present(
-            [c.vector_id for c in chunks], [text_hash(c.text) for c in chunks]
-        )
+        of this generation (a backend that keeps its vectors elsewhere): no need to embed."""
+        return self.builder.present(chunks) if chunks else set()
 
     def add_documents(self, documents: Sequence[Document], chunks: Sequence[Chunk]) -> None:
         """Store `documents` and all their chunks (vectors come with `add_vectors`)."""
@@ -537,7 +396,7 @@ class IndexWriter:
         if len(entries) != len(vectors):
             raise ValueError(f"{len(entries)} chunks but {len(vectors)} embeddings")
         if len(entries):
-            self._builder.add(entries, np.asarray(vectors, dtype=np.float32))
+            self.builder.add(entries, np.asarray(vectors, dtype=np.float32))
 
     def commit(
         self, *, corpus_hash: str, build_seconds: float | None = None, source: str | None = None
@@ -547,21 +406,8 @@ class IndexWriter:
         tmp, sqlite = self._tmp, self._sqlite
         sqlite.commit()
         n_chunks, n_documents = sqlite.count_chunks(), sqlite.count_documents()
-        location: dict[str, str] = {}
-        full_text = False
-        if self.config.kind == "milvus":
-            milvus = self._builder.finish(n_chunks, sqlite.vector_ids)
-            description = milvus.describe()
-            location, full_text = description.location, description.full_text
-            index_type, index_params = description.index_type, description.index_params
-        else:
-            faiss_store = self._builder.finish()
-            if faiss_store.count() != n_chunks:
-                raise ValueError(f"{n_chunks} chunks but {faiss_store.count()} vectors")
-            faiss_store.write(tmp / VECTORS_FILE)
-            description = faiss_store.describe()
-            index_type, index_params = description.index_type, description.index_params
-            del faiss_store
+        description = self.builder.finish(tmp, n_chunks, sqlite.vector_ids)
+        index_type, index_params = description.index_type, description.index_params
         pause_point("store")
         ids, texts = sqlite.texts()
         live = generations.current(self.root)  # the base of an update, as a rule
@@ -592,15 +438,14 @@ class IndexWriter:
             if build_seconds is not None
             else time.perf_counter() - self.started,
             store=self.config.kind,
-            store_location=location,
-            store_full_text=full_text,
+            store_location=description.location,
+            store_full_text=description.full_text,
             source=source,
         )
         (tmp / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
         final = generations.commit(self.root, tmp, self.number)
         self._tmp = None
-        if self._milvus_write is not None:
-            _milvus_write_marker(self.root, self._milvus_write.collection).unlink(missing_ok=True)
+        self.builder.done()
         generations.prune(self.root, self.keep, on_remove=self._drop_vectors_of)
         logger.info(
             "wrote index generation %s (%d chunks, %s store, %s index %s)",
@@ -610,28 +455,18 @@ class IndexWriter:
             index_type,
             index_params,
         )
-        self.committed = Index.load_generation(
-            final, verify=False, milvus_uri=self.config.milvus_uri
-        )
+        self.committed = Index.load_generation(final, verify=False, store_uri=self.config.uri)
         return self.committed
 
     def _drop_vectors_of(self, path: Path) -> None:
-        """Before a pruned generation's files go: drop its Milvus collection, if any."""
+        """Before a pruned generation's files go: drop its vectors kept elsewhere, if any."""
         try:
             manifest = read_manifest(path)
         except IndexCorrupt:
             return
-        if manifest.store != "milvus":
-            return
-        from index.milvus_store import drop_collection
-
-        uri = self.config.milvus_uri or manifest.store_location.get("uri")
-        name = manifest.store_location.get("collection")
-        if uri and name:
-            try:
-                drop_collection(uri, name)
-            except Exception as exc:  # the local files go anyway; say what was left
-                logger.warning("could not drop Milvus collection %s: %s", name, exc)
+        if manifest.store in BACKENDS:
+            uri = self.config.uri if manifest.store == self.config.kind else None
+            backend(manifest.store).drop(manifest, uri=uri)
 
 
 def entries_for(chunks: Sequence[Chunk], documents: dict[str, Document]) -> list[Entry]:

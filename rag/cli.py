@@ -13,12 +13,12 @@ import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 from pydantic import BaseModel
 
-from rag.config import Settings
+from rag.config import Settings, StoreKind
 from rag.evaluation.options import eval_options
 
 logger = logging.getLogger("rag")
@@ -97,7 +97,7 @@ def store_options(func: Callable) -> Callable:
     )(func)
     func = click.option(
         "--store",
-        type=click.Choice(["faiss", "milvus"]),
+        type=click.Choice(get_args(StoreKind)),
         default=None,
         help="Vector store: faiss (embedded, default) or milvus. Readers follow the index.",
     )(func)
@@ -649,7 +649,7 @@ def serve(
     if workers is None:
         workers = default_workers(index_path, store, milvus_uri)
     if milvus_uri is not None and workers > 1:
-        from index.milvus_store import is_remote
+        from index.backends.milvus import is_remote
 
         if not is_remote(milvus_uri):
             raise click.ClickException(
@@ -670,7 +670,7 @@ def serve(
     if store is not None:
         os.environ["RAG_STORE"] = store
     if milvus_uri is not None:
-        from index.milvus_store import normalize_uri
+        from index.backends.milvus import normalize_uri
 
         os.environ["RAG_MILVUS_URI"] = normalize_uri(milvus_uri)
     if milvus_collection is not None:
@@ -733,25 +733,23 @@ def default_workers(
     """One worker per core, at most 4 (each holds a model; on 2 cores two workers served 87
     req/s where one served 59-71), but one when the vectors live in a milvus-lite file: as
     given, configured, or recorded by the live index generation."""
-    from index import generations
+    from index import backend, generations
     from index.errors import IndexStoreError
     from index.manifest import read_manifest
-    from index.milvus_store import is_remote
     from rag.indexing import store_config
 
     given = {"index_path": index_path, "store": store, "milvus_uri": milvus_uri}
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
     manifest = None
     live = generations.current(settings.index_path)
-    if live is not None and (
-        settings.store is None or (settings.store == "milvus" and settings.milvus_uri is None)
-    ):
+    # the live generation's manifest says which store, or where, when the settings do not
+    if live is not None and (settings.store is None or settings.milvus_uri is None):
         try:
             manifest = read_manifest(live)
         except (IndexStoreError, OSError):
             return 1  # the server reports an unreadable index; one worker will do
     config = store_config(settings, manifest)
-    if config.kind == "milvus" and not is_remote(config.milvus_uri or ""):
+    if not backend(config.kind).shared_by_processes(config.uri):
         return 1
     return max(1, min(4, cores or os.cpu_count() or 1))
 

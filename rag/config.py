@@ -21,6 +21,10 @@ BUNDLED_EXAMPLES = (
 )
 
 
+# The vector-store backends (index/backends/ registers them; a test keeps the two equal).
+StoreKind = Literal["faiss", "milvus"]
+
+
 class Settings(BaseSettings):
     """Settings for indexing, retrieval, answering and serving.
 
@@ -288,7 +292,7 @@ class Settings(BaseSettings):
         "a worker thread finishes its work after the 504, and its result is discarded.",
     )
     # vector store (see README, "Scale-out on Milvus")
-    store: Literal["faiss", "milvus"] | None = Field(
+    store: StoreKind | None = Field(
         default=None,
         description="Where vectors live: faiss (embedded, a file of each generation) or milvus "
         "(a collection per generation). Unset: the existing index's store, else faiss.",
@@ -393,4 +397,4 @@ class Settings(BaseSettings):
     def lexical_source(self) -> Literal["local", "store"]:
         """Where hybrid retrieval's BM25 side runs: bm25s beside the index ("local") or the
         vector store's own full-text search ("store", Milvus)."""
-        return "store" if self.milvus_lexical == "milvus" else "local"
+        return "local" if self.milvus_lexical == "local" else "store"

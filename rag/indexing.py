@@ -28,15 +28,16 @@ from index import (
     Index,
     IndexWriter,
     StoreConfig,
+    backend,
     content_hash,
     entries_for,
     generations,
 )
+from index.backends.milvus import is_remote as is_remote_store
 from index.generations import PointerWatch, generation_name
 from index.generations import clean_leftovers_if_idle as clean_leftovers
 from index.generations import file_lock as write_lock
 from index.manifest import Manifest
-from index.milvus_store import is_remote as is_remote_store
 from index.testhooks import pause_point
 from rag.config import Settings
 from rag.embed.embedding import Embedder
@@ -77,20 +78,18 @@ def reusable(base: Index | None, settings: Settings, embedder: Embedder) -> bool
 
 def store_config(settings: Settings, base: Manifest | None = None) -> StoreConfig:
     """Where a new generation goes: the configured store, else the one of the generation
-    `base` describes, else FAISS."""
+    `base` describes, else FAISS; at the configured address, else `base`'s, else the
+    backend's default beside the index."""
     kind = settings.store or (base.store if base is not None else "faiss")
-    uri = None
-    if kind == "milvus":
-        uri = settings.milvus_uri
-        if uri is None and base is not None and base.store == "milvus":
-            uri = base.store_location.get("uri")
-        uri = uri or str(Path(settings.index_path) / "milvus.db")
+    uri = settings.milvus_uri
+    if uri is None and base is not None and base.store == kind:
+        uri = base.store_location.get("uri")
     return StoreConfig(
         kind=kind,
         index_type=settings.index_type,
         recall_target=settings.ann_recall_target,
-        milvus_uri=uri,
-        milvus_collection=settings.milvus_collection,
+        uri=backend(kind).location(uri, Path(settings.index_path)),
+        collection=settings.milvus_collection,
     )
 
 
@@ -101,7 +100,7 @@ def load_index(settings: Settings, *, model: str | None = None) -> Index:
         settings.index_path,
         model=model,
         verify=settings.verify_checksums,
-        milvus_uri=settings.milvus_uri,
+        store_uri=settings.milvus_uri,
         lexical_source=settings.lexical_source,
     )
 
@@ -112,7 +111,7 @@ def load_generation(settings: Settings, name: str) -> Index:
     return Index.load_generation(
         settings.index_path / name,
         verify=settings.verify_checksums,
-        milvus_uri=settings.milvus_uri,
+        store_uri=settings.milvus_uri,
         lexical_source=settings.lexical_source,
     )
 

@@ -110,7 +110,7 @@ def test_old_generations_are_pruned(bundled_documents, embedder, fresh_store_set
     assert len(gens) == 2
     assert current(settings.index_path) == gens[0]
     if settings.store == "milvus":  # pruned generations' collections are dropped too
-        from index.milvus_store import client
+        from index.backends.milvus import client
 
         names = client(settings.milvus_uri).list_collections()
         ours = sorted(n for n in names if n.startswith(settings.milvus_collection + "_g"))

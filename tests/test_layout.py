@@ -39,3 +39,38 @@ def test_rag_keeps_one_package_per_stage():
     assert len(modules) <= 8, modules
     for stage in ("ingest", "text", "embed", "search", "answer", "evaluation"):
         assert (ROOT / "rag" / stage / "__init__.py").is_file(), stage
+
+
+def backend_name_comparisons(package: str) -> list[str]:
+    """`x == "milvus"`-style comparisons (and `in` a tuple of names) outside index/backends/."""
+    from index import STORE_KINDS
+
+    found = []
+    for path in (ROOT / package).rglob("*.py"):
+        if "backends" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                names = {
+                    c.value
+                    for side in (node.left, *node.comparators)
+                    for c in ast.walk(side)
+                    if isinstance(c, ast.Constant)
+                }
+                if names & set(STORE_KINDS):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+@pytest.mark.parametrize("package", ["index", "rag", "api"])
+def test_nothing_outside_the_backends_branches_on_a_backend_name(package):
+    assert backend_name_comparisons(package) == []
+
+
+def test_the_settings_offer_exactly_the_registered_backends():
+    from typing import get_args
+
+    from index import STORE_KINDS
+    from rag.config import StoreKind
+
+    assert sorted(get_args(StoreKind)) == sorted(STORE_KINDS)

@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from index import ChunkFilter, Index, IndexCorrupt, IndexMismatch, IndexNotFound
-from index.milvus_store import MilvusStore, client
+from index.backends.milvus import MilvusStore, client
 from rag.config import PROJECT_ROOT, Settings
 from rag.engine import Engine
 from rag.evaluation.data import load_bundled
@@ -441,7 +441,7 @@ def test_a_missing_collection_is_a_503(milvus_server, outage_settings, embedder)
 def test_a_milvus_server_that_does_not_answer_makes_ready_503_within_the_probe_timeout(
     milvus_server, outage_settings, embedder
 ):
-    from index.milvus_store import PROBE_TIMEOUT_SECONDS
+    from index.backends.milvus import PROBE_TIMEOUT_SECONDS
 
     with _api(outage_settings, embedder) as api:
         assert api.get("/ready").status_code == 200

@@ -1,4 +1,4 @@
-"""The FAISS implementation of the vector store: the default, embedded in the process.
+"""The FAISS backend: the default, embedded in the process.
 
 A generation's FAISS index is a file of the generation (vectors.faiss). While a generation
 is being written, `add` collects the vectors and `finish` builds the index in one go: HNSW
@@ -15,9 +15,12 @@ import faiss
 import numpy as np
 
 from index import vectors as faiss_vectors
-from index.vector_store import ChunkFilter, Entry, StoreDescription
+from index.backends.base import ChunkFilter, Entry, Resolver, StoreConfig, StoreDescription
+from index.errors import IndexStoreError
+from index.manifest import Manifest
+from index.records import Chunk
 
-Resolver = Callable[[ChunkFilter], list[int]]
+VECTORS_FILE = "vectors.faiss"
 
 
 class FaissStore:
@@ -53,13 +56,27 @@ class FaissStore:
         where: ChunkFilter | None = None,
         allowed_ids: Sequence[int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        # FAISS keeps no metadata: a filter is resolved to ids by the chunk store.
+        # FAISS keeps no metadata: a filter is resolved to ids by the chunk store, unless
+        # the ids are given already.
         if allowed_ids is None and where is not None and not where.empty:
             if self._resolve is None:
                 raise ValueError("this FAISS store cannot resolve metadata filters")
             allowed_ids = self._resolve(where)
         allowed = None if allowed_ids is None else np.asarray(allowed_ids, dtype=np.int64)
         return faiss_vectors.search(self.index, queries, k, allowed)
+
+    def search_text(
+        self,
+        query: str,
+        k: int,
+        *,
+        where: ChunkFilter | None = None,
+        allowed_ids: Sequence[int] | None = None,
+    ) -> list[tuple[int, float]]:
+        raise IndexStoreError("a FAISS store has no full-text search: BM25 is the local index")
+
+    def text_scores(self, query: str, ids: Sequence[int]) -> np.ndarray:
+        raise IndexStoreError("a FAISS store has no full-text search: BM25 is the local index")
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         return faiss_vectors.reconstruct(self.index, list(ids))
@@ -112,11 +129,29 @@ class FaissBuilder:
         self._ids.append(np.array([e.chunk.vector_id for e in entries], dtype=np.int64))
         self._vectors.append(np.asarray(vectors, dtype=np.float32).reshape(-1, self.dimension))
 
-    def present(self, ids: Sequence[int], hashes: Sequence[str]) -> set[int]:
+    resumed = False  # nothing survives an interrupted FAISS build
+
+    def start(self) -> None:
+        """Nothing to create: the index is built in `finish`."""
+
+    def present(self, chunks: Sequence[Chunk]) -> set[int]:
         """Nothing survives an interrupted FAISS build: every chunk is embedded again."""
         return set()
 
-    def finish(self) -> FaissStore:
+    def finish(
+        self, directory: Path, n_chunks: int, wanted: Callable[[], set[int]]
+    ) -> StoreDescription:
+        store = self.build()
+        if store.count() != n_chunks:
+            raise ValueError(f"{n_chunks} chunks but {store.count()} vectors")
+        store.write(directory / VECTORS_FILE)
+        return store.describe()
+
+    def done(self) -> None:
+        """Nothing recorded: the index file is part of the generation."""
+
+    def build(self) -> FaissStore:
+        """The FAISS index over the vectors added so far."""
         ids = np.concatenate(self._ids) if self._ids else np.zeros(0, dtype=np.int64)
         vecs = (
             np.vstack(self._vectors)
@@ -129,3 +164,37 @@ class FaissBuilder:
         return FaissStore(
             faiss_vectors.build(vecs, ids, self.index_type, recall_target=self.recall_target)
         )
+
+
+class FaissBackend:
+    name = "faiss"
+    files = (VECTORS_FILE,)
+
+    def check_config(self, config: StoreConfig) -> None:
+        """Anything: the index type is checked when the index is built (`vectors.choose`)."""
+
+    def location(self, uri: str | None, index_root: Path) -> str | None:
+        return None
+
+    def shared_by_processes(self, uri: str | None) -> bool:
+        return True  # each process reads the file into its own memory
+
+    def open(
+        self, path: Path, manifest: Manifest, resolve: Resolver, *, uri: str | None = None
+    ) -> FaissStore:
+        return FaissStore.read(path / VECTORS_FILE, manifest.index_params, resolve)
+
+    def builder(
+        self, root: Path, generation: int, config: StoreConfig, *, model: str, dimension: int
+    ) -> FaissBuilder:
+        return FaissBuilder(dimension, config.index_type, config.recall_target)
+
+    def settle(self, root: Path, builder: object) -> None:
+        """Nothing outside the index directory: its own leftovers go with the temporary
+        directories (generations.clean_leftovers)."""
+
+    def drop(self, manifest: Manifest, *, uri: str | None = None) -> None:
+        """Nothing elsewhere: the file goes with the generation's directory."""
+
+
+BACKEND = FaissBackend()

@@ -1,4 +1,4 @@
-"""The Milvus implementation of the vector store: a collection in milvus-lite or a cluster.
+"""The Milvus backend: a collection in milvus-lite or a Milvus cluster.
 
 One collection per index generation, named `<collection>_g<NNNNNN>` after it. Why not
 write into one live collection: a reader must never see a half-written generation, and the
@@ -34,17 +34,21 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from index import generations
+from index.backends.base import ChunkFilter, Entry, Resolver, StoreConfig, StoreDescription
 from index.errors import IndexCorrupt, IndexMismatch, IndexStoreError, StoreUnavailable
-from index.records import content_hash
-from index.vector_store import ChunkFilter, Entry, StoreDescription
+from index.manifest import Manifest, read_manifest
+from index.records import Chunk, content_hash
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +60,9 @@ REQUEST_ROWS = 1000
 MAX_TEXT_BYTES = 65_535
 MAX_TITLE_BYTES = 1024
 MAX_DOC_ID_BYTES = 1024
+# ROOT/.milvus-write-<collection>.json: a collection written for a generation that is not
+# live yet (see MilvusBackend.settle).
+WRITE_MARKER_PREFIX = ".milvus-write-"
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
 # Longest wait for a read (search, query, describe): a server that does not answer is
 # unavailable (503) well within the API's request timeout (30 s), not a request left hanging.
@@ -444,6 +451,8 @@ class MilvusStore:
         labels = np.full((len(queries), k), -1, dtype=np.int64)
         if allowed_ids is not None and len(allowed_ids) == 0:
             return scores, labels
+        if where is not None and not where.empty:
+            allowed_ids = None  # the database filters on the metadata itself
         results = self._read(
             "search",
             data=queries.tolist(),
@@ -566,7 +575,8 @@ def _row(entry: Entry, vector: np.ndarray) -> dict[str, Any]:
 
 
 class MilvusBuilder:
-    """Writes a new generation's collection, resuming an interrupted write of it."""
+    """Writes a new generation's collection, resuming an interrupted write of it. Given the
+    index directory `root`, a marker there records the write from `start` until `done`."""
 
     kind = "milvus"
 
@@ -579,16 +589,33 @@ class MilvusBuilder:
         model: str,
         dimension: int,
         index_type: str = "auto",
+        root: Path | None = None,
     ):
         self.uri = normalize_uri(uri)
         self.name = collection_name(base_name, generation)
+        self.generation = generation
+        self.model = model
+        self.dimension = dimension
         self.index_type = index_type
-        milvus = client(self.uri)
+        self.root = root
+        self.write = MilvusWrite(self.uri, self.name, generation)
         self.resumed = False
+        self._store: MilvusStore | None = None
+
+    @property
+    def store(self) -> MilvusStore:
+        if self._store is None:
+            raise RuntimeError("MilvusBuilder.start() first")
+        return self._store
+
+    def start(self) -> None:
+        if self.root is not None:
+            record_write(self.root, self.write)
+        milvus = client(self.uri)
         with failures_as_unavailable(self.uri, self.name):
             if milvus.has_collection(self.name):
                 props = dict(milvus.describe_collection(self.name).get("properties") or {})
-                wanted = {"rag.model": model, "rag.dimension": str(dimension)}
+                wanted = {"rag.model": self.model, "rag.dimension": str(self.dimension)}
                 if all(props.get(k) == v for k, v in wanted.items()):
                     self.resumed = True
                     logger.info("resuming the interrupted write of Milvus collection %s", self.name)
@@ -600,24 +627,34 @@ class MilvusBuilder:
                     milvus,
                     self.name,
                     uri=self.uri,
-                    model=model,
-                    dimension=dimension,
-                    generation=generation,
-                    index_type=index_type,
+                    model=self.model,
+                    dimension=self.dimension,
+                    generation=self.generation,
+                    index_type=self.index_type,
                 )
             else:
                 milvus.alter_collection_properties(self.name, {"rag.state": STATE_BUILDING})
-        self.store = _open_unchecked(self.uri, self.name)
+        self._store = _open_unchecked(self.uri, self.name)
 
     def add(self, entries: Sequence[Entry], vectors: np.ndarray) -> None:
         self.store.add(entries, vectors)
 
-    def present(self, ids: Sequence[int], hashes: Sequence[str]) -> set[int]:
-        return self.store.present(ids, hashes) if self.resumed else set()
+    def present(self, chunks: Sequence[Chunk]) -> set[int]:
+        if not self.resumed or not chunks:
+            return set()
+        return self.store.present(
+            [c.vector_id for c in chunks], [text_hash(c.text) for c in chunks]
+        )
 
-    def finish(self, expected: int, wanted: Callable[[], set[int]]) -> MilvusStore:
-        self.store.finish(expected, wanted, self.index_type)
-        return self.store
+    def finish(
+        self, directory: Path, n_chunks: int, wanted: Callable[[], set[int]]
+    ) -> StoreDescription:
+        self.store.finish(n_chunks, wanted, self.index_type)
+        return self.store.describe()
+
+    def done(self) -> None:
+        if self.root is not None:
+            _write_marker(self.root, self.name).unlink(missing_ok=True)
 
 
 def _open_unchecked(uri: str, name: str) -> MilvusStore:
@@ -630,3 +667,138 @@ def drop_collection(uri: str, name: str) -> None:
         if milvus.has_collection(name):
             milvus.drop_collection(name)
             logger.info("dropped Milvus collection %s", name)
+
+
+# Recorded writes: a collection is created outside the index directory, so a crash between
+# creating it and the generation going live would leave it for nobody to drop. The marker,
+# written before the collection, says which one to drop (or resume).
+@dataclass(frozen=True, slots=True)
+class MilvusWrite:
+    """A Milvus collection written for generation `generation`, recorded before it is created
+    and forgotten once the generation is live."""
+
+    uri: str
+    collection: str
+    generation: int
+
+
+def _write_marker(root: Path, collection: str) -> Path:
+    return root / f"{WRITE_MARKER_PREFIX}{collection}.json"
+
+
+def record_write(root: Path, write: MilvusWrite) -> None:
+    """Note `write` in `root` (atomically, durably) before its collection is created."""
+    marker = _write_marker(root, write.collection)
+    tmp = root / f".tmp-{os.getpid()}{marker.name}"  # what a crash leaves, clean_leftovers removes
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(
+            {"uri": write.uri, "collection": write.collection, "generation": write.generation}, f
+        )
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, marker)
+    generations.fsync_dir(root)
+
+
+def recorded_writes(root: Path) -> list[tuple[Path, MilvusWrite | None]]:
+    """The Milvus writes noted in `root`, each with its marker (None: unreadable)."""
+    found: list[tuple[Path, MilvusWrite | None]] = []
+    for marker in sorted(root.glob(f"{WRITE_MARKER_PREFIX}*.json")):
+        try:
+            data = json.loads(marker.read_text(encoding="utf-8"))
+            write = MilvusWrite(str(data["uri"]), str(data["collection"]), int(data["generation"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            write = None
+        found.append((marker, write))
+    return found
+
+
+def went_live(root: Path, write: MilvusWrite) -> bool:
+    """Whether `write`'s generation is in place with its collection (or, its manifest being
+    unreadable, may be: its collection is never dropped on a guess)."""
+    path = root / generations.generation_name(write.generation)
+    if not path.is_dir():
+        return False
+    try:
+        manifest = read_manifest(path)
+    except IndexCorrupt:
+        return True
+    return (
+        manifest.store == MilvusBackend.name
+        and manifest.store_location.get("collection") == write.collection
+    )
+
+
+class MilvusBackend:
+    name = "milvus"
+    files: tuple[str, ...] = ()  # the vectors live in the collection
+
+    def check_config(self, config: StoreConfig) -> None:
+        if not config.uri:
+            raise ValueError("the Milvus store needs a uri (--milvus-uri)")
+
+    def location(self, uri: str | None, index_root: Path) -> str | None:
+        """As given, else a milvus-lite file beside the generations."""
+        return normalize_uri(uri or str(Path(index_root) / "milvus.db"))
+
+    def shared_by_processes(self, uri: str | None) -> bool:
+        """A server, yes; a milvus-lite file is opened by one process only."""
+        return uri is not None and is_remote(uri)
+
+    def open(
+        self, path: Path, manifest: Manifest, resolve: Resolver, *, uri: str | None = None
+    ) -> MilvusStore:
+        uri = uri or manifest.store_location.get("uri")
+        collection = manifest.store_location.get("collection")
+        if not uri or not collection:
+            raise IndexCorrupt(f"the manifest of {path} names no Milvus uri and collection")
+        store = MilvusStore(uri, collection)
+        store.check(model=manifest.model, dimension=manifest.dimension, count=manifest.n_chunks)
+        return store
+
+    def builder(
+        self, root: Path, generation: int, config: StoreConfig, *, model: str, dimension: int
+    ) -> MilvusBuilder:
+        assert config.uri is not None  # check_config
+        return MilvusBuilder(
+            config.uri,
+            config.collection,
+            generation,
+            model=model,
+            dimension=dimension,
+            index_type=config.index_type,
+            root=root,
+        )
+
+    def settle(self, root: Path, builder: object) -> None:
+        """Forget the recorded writes that went live; drop the collections of the
+        interrupted ones `builder` does not resume (a FAISS build, which takes the same
+        generation number, resumes none of them)."""
+        resumed = builder.write if isinstance(builder, MilvusBuilder) else None
+        for marker, write in recorded_writes(root):
+            if write is not None and write == resumed:
+                continue
+            if write is not None and not went_live(root, write):
+                logger.info(
+                    "dropping Milvus collection %s, left by an interrupted write of generation %d",
+                    write.collection,
+                    write.generation,
+                )
+                try:
+                    drop_collection(write.uri, write.collection)
+                except Exception as exc:  # kept, and its marker: the next writer tries again
+                    logger.warning("could not drop Milvus collection %s: %s", write.collection, exc)
+                    continue
+            marker.unlink(missing_ok=True)
+
+    def drop(self, manifest: Manifest, *, uri: str | None = None) -> None:
+        uri = uri or manifest.store_location.get("uri")
+        name = manifest.store_location.get("collection")
+        if uri and name:
+            try:
+                drop_collection(uri, name)
+            except Exception as exc:  # the local files go anyway; say what was left
+                logger.warning("could not drop Milvus collection %s: %s", name, exc)
+
+
+BACKEND = MilvusBackend()
