@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 from index import ChunkFilter, Index, vectors
 from index.records import page_at
@@ -34,6 +35,7 @@ from rag.models import (
     Filters,
     IndexStats,
     Passage,
+    Quote,
     SearchResponse,
 )
 from rag.search.retrieval import MODES, rank_chunks
@@ -115,7 +117,7 @@ class Engine:
         t0 = time.perf_counter()
         vector = self.embedder.encode_query(question)
         t1 = time.perf_counter()
-        ranked = rank_chunks(
+        passages = rank_chunks(
             index,
             question,
             vector,
@@ -127,30 +129,10 @@ class Engine:
             fusion=self.settings.fusion,
             dense_weight=self.settings.dense_weight,
         )
-        doc_ids = sorted({r.chunk.doc_id for r in ranked})
-        summaries = {s.id: s for s in index.store.summaries(ids=doc_ids)}
         t2 = time.perf_counter()
         timings["embed"] = round((t1 - t0) * 1000, 3)
         timings["search"] = round((t2 - t1) * 1000, 3)
-        return [
-            Passage(
-                rank=rank,
-                chunk_id=r.chunk.id,
-                doc_id=r.chunk.doc_id,
-                title=summaries[r.chunk.doc_id].title,
-                date=summaries[r.chunk.doc_id].date,
-                start=r.chunk.start,
-                end=r.chunk.end,
-                page=r.chunk.page,
-                text=r.chunk.text,
-                score=round(r.score, 6),
-                dense_score=round(r.dense_score, 6),
-                bm25_score=round(r.bm25_score, 6),
-                dense_rank=r.dense_rank,
-                bm25_rank=r.bm25_rank,
-            )
-            for rank, r in enumerate(ranked, start=1)
-        ]
+        return passages
 
     def search(
         self,
@@ -434,15 +416,28 @@ def _configured_model(settings: Settings) -> str | None:
     return canonical_model_name(settings.model) if settings.model else None
 
 
+Q = TypeVar("Q", bound=Quote)
+
+
 def _with_pages(index: Index, citations: list[Citation]) -> list[Citation]:
-    """Citations of paged documents with the page their quote starts on. From the quote's
-    offset and the document's page starts, not the chunk's page: a chunk that begins with a
-    sentence running over from the page before holds sentences of the next page too."""
-    pages = index.store.pages_of(sorted({c.doc_id for c in citations}))
+    """Citations (and their corroborations) in paged documents with the page their quote
+    starts on. From the quote's offset and the document's page starts, not the chunk's page:
+    a chunk that begins with a sentence running over from the page before holds sentences of
+    the next page too."""
+    quoted = {q.doc_id for c in citations for q in (c, *c.corroborated_by)}
+    pages = index.store.pages_of(sorted(quoted))
     if not pages:
         return citations
+
+    def paged(q: Q) -> Q:
+        return (
+            q.model_copy(update={"page": page_at(pages[q.doc_id], q.start)})
+            if q.doc_id in pages
+            else q
+        )
+
     return [
-        c.model_copy(update={"page": page_at(pages[c.doc_id], c.start)}) if c.doc_id in pages else c
+        paged(c).model_copy(update={"corroborated_by": [paged(q) for q in c.corroborated_by]})
         for c in citations
     ]
 

@@ -100,9 +100,10 @@ class Passage(BaseModel):
     bm25_rank: int | None = Field(default=None, description="Rank among candidates by BM25 score.")
 
 
-class Corroboration(BaseModel):
-    """Another document's sentence that says the same as a cited one (a near-duplicate):
-    `document.text[start:end] == quote`."""
+class Quote(BaseModel):
+    """An exact passage of a document: `document.text[start:end] == quote`. A citation is a
+    quote with its number and scores; a corroboration (a near-duplicate sentence of another
+    document) is a quote alone."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -121,12 +122,18 @@ class Corroboration(BaseModel):
     doc_id: str
     title: str
     chunk_id: str
-    start: int
+    start: int = Field(description="Character offset of the quote in the document's text.")
     end: int
+    page: int | None = Field(
+        default=None,
+        description="The page (1-based) the quote starts on, in a paged document (PDF): the "
+        "quote is in that page's text (`text[pages[page-1]:]` of GET /documents/{id}). Null "
+        "in documents without pages.",
+    )
     quote: str
 
 
-class Citation(BaseModel):
+class Citation(Quote):
     """The exact passage an answer rests on: `document.text[start:end] == quote`."""
 
     model_config = ConfigDict(
@@ -146,18 +153,6 @@ class Citation(BaseModel):
     )
 
     id: int = Field(description="The citation's number, as in [1].")
-    doc_id: str
-    title: str
-    chunk_id: str
-    start: int = Field(description="Character offset of the quote in the document's text.")
-    end: int
-    page: int | None = Field(
-        default=None,
-        description="The page (1-based) the quote starts on, in a paged document (PDF): the "
-        "quote is in that page's text (`text[pages[page-1]:]` of GET /documents/{id}). Null "
-        "in documents without pages.",
-    )
-    quote: str
     score: float = Field(description="How strongly the quote answers the question (0..1).")
     support: float | None = Field(
         default=None,
@@ -176,7 +171,7 @@ class Citation(BaseModel):
         "quote (read by the reader); null for the sentence method.",
     )
     answer_end: int | None = None
-    corroborated_by: list[Corroboration] = Field(
+    corroborated_by: list[Quote] = Field(
         default_factory=list,
         description="Sentences of other documents that say the same as the quote (near-"
         "duplicates); they are listed here rather than cited again.",

@@ -84,11 +84,12 @@ def twin_engine(tmp_path_factory, embedder):
             title="Ministers sign water pact",
             text=f"Ministers sign water pact\n\n{meeting} The canals will serve southern farms.",
         ),
-        Document(
+        Document(  # a paged one (as from a PDF): the title on page 1, the story on page 2
             id="wire-b",
             title="Water pact signed in Astana",
             text=f"Water pact signed in Astana\n\nOfficials met for two days. {meeting} "
             "Critics said the sum was too small.",
+            pages=(0, len("Water pact signed in Astana\n\n")),
         ),
         Document(
             id="other",
@@ -115,6 +116,8 @@ def test_near_duplicate_sentence_is_cited_once_with_the_other_source_listed(twin
     other = cited.corroborated_by[0]
     assert twin_engine.document(other.doc_id).text[other.start : other.end] == other.quote
     assert other.quote == cited.quote
+    # both quotes carry their page: the story of wire-b is on its page 2, wire-a has none
+    assert {q.doc_id: q.page for q in (cited, other)} == {"wire-a": None, "wire-b": 2}
 
 
 def test_several_sentences_skip_near_duplicates(twin_engine):

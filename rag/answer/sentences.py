@@ -31,7 +31,7 @@ from rag.answer.types import (
     matches,
     typed_spans,
 )
-from rag.models import Citation, Corroboration, Passage
+from rag.models import Citation, Passage, Quote
 from rag.text.chunking import split_sentences
 from rag.text.terms import content_terms, deletion_index, deletions, stem, words
 
@@ -293,16 +293,16 @@ def compose_answer(
     )
 
 
-def _corroboration(chosen: Candidate, ranked: Sequence[Candidate]) -> list[Corroboration]:
+def _corroboration(chosen: Candidate, ranked: Sequence[Candidate]) -> list[Quote]:
     """Sentences of other documents that say the same as the chosen one."""
-    out: list[Corroboration] = []
+    out: list[Quote] = []
     seen = {chosen.passage.doc_id}
     for c in ranked:
         if c.passage.doc_id in seen or not _near_duplicate(c, chosen):
             continue
         seen.add(c.passage.doc_id)
         out.append(
-            Corroboration(
+            Quote(
                 doc_id=c.passage.doc_id,
                 title=c.passage.title,
                 chunk_id=c.passage.chunk_id,

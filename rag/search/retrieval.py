@@ -11,26 +11,16 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from index import Chunk, ChunkFilter, Index
 from index.analysis import STOP_WORDS, analyze, stem, words
+from rag.models import Passage
 from rag.text.terms import deletion_index, deletions
 
 MODES = ("dense", "bm25", "hybrid")
 FUSIONS = ("convex", "rrf")
-
-
-@dataclass(frozen=True, slots=True)
-class Ranked:
-    chunk: Chunk
-    score: float
-    dense_score: float
-    bm25_score: float
-    dense_rank: int  # 1-based rank among the candidates by that signal
-    bm25_rank: int
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:
@@ -75,8 +65,9 @@ def rank_chunks(
     depth: int = 50,
     fusion: str = "convex",
     dense_weight: float = 0.5,
-) -> list[Ranked]:
-    """The top-k chunks for a question by `mode`, each with both signals' scores.
+) -> list[Passage]:
+    """The top-k chunks for a question by `mode`, as passages carrying both signals' scores
+    and ranks (1-based among the candidates) beside the mode's own score.
 
     `allowed_ids` restricts both signals; `where`, the same filter as metadata, lets a
     vector store that keeps metadata (Milvus) filter the dense search in the database."""
@@ -105,16 +96,26 @@ def rank_chunks(
         score = fuse(dense, lexical, method=fusion, dense_weight=dense_weight)
     dense_ranks, bm25_ranks = _ranks(dense), _ranks(lexical)
     order = np.argsort(-score, kind="stable")[:k]
+    doc_ids = sorted({chunks[i].doc_id for i in order})
+    summaries = {s.id: s for s in index.store.summaries(ids=doc_ids)}
     return [
-        Ranked(
-            chunk=chunks[i],
-            score=float(score[i]),
-            dense_score=float(dense[i]),
-            bm25_score=float(lexical[i]),
+        Passage(
+            rank=rank,
+            chunk_id=chunks[i].id,
+            doc_id=chunks[i].doc_id,
+            title=summaries[chunks[i].doc_id].title,
+            date=summaries[chunks[i].doc_id].date,
+            start=chunks[i].start,
+            end=chunks[i].end,
+            page=chunks[i].page,
+            text=chunks[i].text,
+            score=round(float(score[i]), 6),
+            dense_score=round(float(dense[i]), 6),
+            bm25_score=round(float(lexical[i]), 6),
             dense_rank=int(dense_ranks[i]),
             bm25_rank=int(bm25_ranks[i]),
         )
-        for i in order
+        for rank, i in enumerate(order, start=1)
     ]
 
 
