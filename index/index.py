@@ -323,8 +323,12 @@ class IndexWriter:
         chunking: dict[str, Any],
         store: StoreConfig | None = None,
         keep: int = 3,
+        base: Index | None = None,
     ):
         self.root = Path(root)
+        # An update of `base`: its chunk store is copied, and only what changes is written
+        # (`remove_documents`, `keep_base_vectors`, then `add_documents` as in a build).
+        self.base = base
         self.model = model
         self.dimension = dimension
         self.tokenizer = tokenizer
@@ -349,7 +353,10 @@ class IndexWriter:
             for each in BACKENDS.values():
                 each.settle(self.root, builder)
             self._tmp = generations.new_tmp_dir(self.root)
-            self._sqlite = StoreWriter(self._tmp / STORE_FILE)
+            if base := self.base:
+                self._sqlite = StoreWriter.copy_of(base.store.path, self._tmp / STORE_FILE)
+            else:
+                self._sqlite = StoreWriter(self._tmp / STORE_FILE)
             builder.start()
             self._builder = builder
         except BaseException:
@@ -382,6 +389,28 @@ class IndexWriter:
         of this generation (a backend that keeps its vectors elsewhere): no need to embed."""
         return self.builder.present(chunks) if chunks else set()
 
+    def remove_documents(self, doc_ids: Sequence[str]) -> int:
+        """An update: remove documents of the base and their chunks; how many chunks went."""
+        assert self._sqlite is not None and self.base is not None, "an update of a base"
+        return len(self._sqlite.remove(doc_ids))
+
+    def keep_base_vectors(self, batch: int = 1024) -> int:
+        """An update: give the vectors the base holds for every chunk in the store now (call
+        it after the removals, before new documents are added). Returns how many of them an
+        interrupted write of this generation already held."""
+        assert self._sqlite is not None and self.base is not None, "an update of a base"
+        ids = sorted(self._sqlite.vector_ids())
+        skipped = 0
+        for start in range(0, len(ids), batch):
+            entries = self.written_entries(ids[start : start + batch])
+            present = self.present([e.chunk for e in entries])
+            todo = [e for e in entries if e.chunk.vector_id not in present]
+            if todo:
+                vectors = self.base.vectors_for_ids([e.chunk.vector_id for e in todo])
+                self.builder.add(todo, vectors)
+            skipped += len(present)
+        return skipped
+
     def add_documents(self, documents: Sequence[Document], chunks: Sequence[Chunk]) -> None:
         """Store `documents` and all their chunks (vectors come with `add_vectors`)."""
         assert self._sqlite is not None, "use IndexWriter as a context manager"
@@ -411,7 +440,7 @@ class IndexWriter:
         pause_point("store")
         ids, texts = sqlite.texts()
         live = generations.current(self.root)  # the base of an update, as a rule
-        known = LexicalIndex.saved_terms(live / LEXICAL_DIR) if live is not None else {}
+        known = LexicalIndex.saved_terms(live / LEXICAL_DIR) if live is not None else None
         LexicalIndex.build(texts, ids, known).save(tmp / LEXICAL_DIR)
         del ids, texts, known
         sqlite.close()

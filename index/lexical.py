@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import bm25s
@@ -41,16 +42,34 @@ def text_hash(text: str) -> int:
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """Analysed terms of many texts, as ids: text i's terms are
+    `vocab[ids[indptr[i]:indptr[i + 1]]]`, and `hashes[i]` is its `text_hash`. What a build
+    saves beside its bm25s index, and what the next build reuses without analysing the same
+    texts again (and without turning millions of ids into strings and back)."""
+
+    ids: np.ndarray  # int32
+    indptr: np.ndarray  # int64, len(hashes) + 1
+    vocab: list[str]
+    hashes: np.ndarray  # uint64
+
+    def spans(self) -> dict[int, tuple[int, int]]:
+        """Each text hash's (start, end) in `ids`."""
+        bounds = self.indptr.tolist()
+        return {h: (bounds[i], bounds[i + 1]) for i, h in enumerate(self.hashes.tolist())}
+
+
 class LexicalIndex:
     def __init__(
         self,
         retriever: bm25s.BM25 | None,
         vector_ids: np.ndarray,
-        terms: tuple[list[list[str]], list[int]] | None = None,
+        terms: Terms | None = None,
     ):
         self.retriever = retriever
         self.vector_ids = vector_ids.astype(np.int64)
-        self._terms = terms  # (terms, text hashes) by position, when built here: for save()
+        self._terms = terms  # by position, when built here: for save()
         self._order = np.argsort(self.vector_ids)
         self._sorted = self.vector_ids[self._order]
 
@@ -59,62 +78,86 @@ class LexicalIndex:
         cls,
         texts: Sequence[str],
         vector_ids: Sequence[int],
-        known: Mapping[int, list[str]] | None = None,
+        known: Terms | None = None,
     ) -> LexicalIndex:
-        """BM25 over `texts`. `known`: terms of texts analysed before, by `text_hash` (a
-        base generation's `saved_terms`); the others are analysed here."""
+        """BM25 over `texts`. `known`: terms of texts analysed before (a base generation's
+        `saved_terms`), found by `text_hash`; the others are analysed here."""
         ids = np.asarray(vector_ids, dtype=np.int64)
         if not len(texts):
             return cls(None, ids)
-        known = known or {}
+        vocab: dict[str, int] = {w: i for i, w in enumerate(known.vocab)} if known else {}
+        spans = known.spans() if known else {}
+        known_ids = known.ids if known else np.zeros(0, dtype=np.int32)
         hashes = [text_hash(t) for t in texts]
-        tokens = [known.get(h) or analyze(t) or [EMPTY] for t, h in zip(texts, hashes, strict=True)]
-        reused = sum(h in known for h in hashes)
+        docs: list[np.ndarray] = []
+        for text, h in zip(texts, hashes, strict=True):
+            span = spans.get(h)
+            if span is not None:
+                docs.append(known_ids[span[0] : span[1]])
+            else:
+                words = analyze(text) or [EMPTY]
+                docs.append(np.array([vocab.setdefault(w, len(vocab)) for w in words], np.int32))
+        reused = sum(h in spans for h in hashes)
         logger.info(
             "BM25 over %d chunks (%d analysed, %d reused)", len(texts), len(texts) - reused, reused
         )
+        # Only the terms these texts hold, numbered 0..n-1 (a reused vocabulary also has
+        # the terms of texts since removed).
+        lengths = np.array([len(d) for d in docs], dtype=np.int64)
+        used, flat = np.unique(np.concatenate(docs), return_inverse=True)
+        words = list(vocab)
+        terms = Terms(
+            ids=flat.astype(np.int32),
+            indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            vocab=[words[u] for u in used.tolist()],
+            hashes=np.asarray(hashes, dtype=np.uint64),
+        )
+        corpus = [part.tolist() for part in np.split(terms.ids, terms.indptr[1:-1])]
         retriever = bm25s.BM25(k1=1.2, b=0.75)
-        retriever.index(tokens, show_progress=False)
-        return cls(retriever, ids, (tokens, hashes))
+        retriever.index((corpus, {w: i for i, w in enumerate(terms.vocab)}), show_progress=False)
+        return cls(retriever, ids, terms)
 
     def save(self, directory: Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)
         np.save(directory / IDS_FILE, self.vector_ids, allow_pickle=False)
         if self.retriever is not None:
             self.retriever.save(str(directory), show_progress=False, allow_pickle=False)
-        if self._terms is not None:
-            tokens, hashes = self._terms
-            vocab: dict[str, int] = {}
-            flat = [vocab.setdefault(w, len(vocab)) for ts in tokens for w in ts]
-            indptr = np.cumsum([0, *map(len, tokens)], dtype=np.int64)
-            np.save(directory / TERMS_FILE, np.asarray(flat, dtype=np.int32), allow_pickle=False)
-            np.save(directory / TERMS_INDPTR, indptr, allow_pickle=False)
-            np.save(directory / TERMS_VOCAB, np.asarray(list(vocab), dtype=str), allow_pickle=False)
-            np.save(
-                directory / TEXT_HASHES, np.asarray(hashes, dtype=np.uint64), allow_pickle=False
-            )
+        if (terms := self._terms) is not None:
+            np.save(directory / TERMS_FILE, terms.ids, allow_pickle=False)
+            np.save(directory / TERMS_INDPTR, terms.indptr, allow_pickle=False)
+            np.save(directory / TERMS_VOCAB, np.asarray(terms.vocab, dtype=str), allow_pickle=False)
+            np.save(directory / TEXT_HASHES, terms.hashes, allow_pickle=False)
         return sorted(p for p in directory.iterdir() if p.is_file())
 
     @staticmethod
-    def saved_terms(directory: Path) -> dict[int, list[str]]:
-        """The analysed terms a generation's BM25 index saved, by text hash; empty when it
-        saved none (built before they were saved) or they cannot be read: a cache, never
-        needed for correctness."""
+    def saved_terms(directory: Path) -> Terms | None:
+        """The analysed terms a generation's BM25 index saved; None when it saved none
+        (built before they were saved) or they cannot be read: a cache, never needed for
+        correctness."""
         try:
-            terms = np.load(directory / TERMS_FILE, allow_pickle=False)
+            ids = np.load(directory / TERMS_FILE, allow_pickle=False)
             indptr = np.load(directory / TERMS_INDPTR, allow_pickle=False)
-            vocab = np.load(directory / TERMS_VOCAB, allow_pickle=False)
+            vocab = np.load(directory / TERMS_VOCAB, allow_pickle=False).tolist()
             hashes = np.load(directory / TEXT_HASHES, allow_pickle=False)
-            words = vocab[terms].tolist()
-        except (OSError, ValueError, IndexError) as exc:
+        except (OSError, ValueError) as exc:
             if not isinstance(exc, FileNotFoundError):
                 logger.warning("ignoring the saved BM25 terms in %s: %s", directory, exc)
-            return {}
-        if len(indptr) != len(hashes) + 1 or indptr[-1] != len(words):
+            return None
+        consistent = (
+            ids.ndim == indptr.ndim == hashes.ndim == 1
+            and len(indptr) == len(hashes) + 1
+            and int(indptr[0]) == 0
+            and int(indptr[-1]) == len(ids)
+            and bool(np.all(np.diff(indptr) >= 0))
+            and (not len(ids) or (int(ids.min()) >= 0 and int(ids.max()) < len(vocab)))
+        )
+        if not consistent:
             logger.warning("ignoring the saved BM25 terms in %s: inconsistent", directory)
-            return {}
-        bounds = indptr.tolist()
-        return {int(h): words[bounds[i] : bounds[i + 1]] for i, h in enumerate(hashes.tolist())}
+            return None
+        # numpy's fixed-width strings drop trailing NULs: EMPTY comes back as "", which no
+        # analysed term is
+        vocab = [w or EMPTY for w in vocab]
+        return Terms(ids.astype(np.int32), indptr.astype(np.int64), vocab, hashes)
 
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex:

@@ -93,6 +93,36 @@ class StoreWriter:
         self.conn.executescript(SCHEMA)
         self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
+    @classmethod
+    def copy_of(cls, base: Path, path: Path) -> StoreWriter:
+        """A writer on a copy of the store file at `base` (SQLite's online backup: a
+        consistent snapshot, page by page, nothing decoded), for an update that writes only
+        what changes. The base must have this version's schema."""
+        source = sqlite3.connect(f"file:{base}?mode=ro", uri=True)
+        try:
+            version = int(source.execute("PRAGMA user_version").fetchone()[0])
+            if version != SCHEMA_VERSION:
+                raise IndexMismatch(
+                    f"the chunk store {base} has schema version {version}, not {SCHEMA_VERSION}"
+                )
+            target = sqlite3.connect(path)
+            source.backup(target)
+        finally:
+            source.close()
+        writer = cls.__new__(cls)
+        writer.path, writer.conn = path, target
+        return writer
+
+    def remove(self, doc_ids: Iterable[str]) -> list[int]:
+        """Remove documents and their chunks; returns the removed chunks' vector ids."""
+        removed: list[int] = []
+        for doc_id in doc_ids:
+            rows = self.conn.execute("SELECT vector_id FROM chunks WHERE doc_id = ?", (doc_id,))
+            removed.extend(int(r[0]) for r in rows)
+            self.conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+            self.conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+        return removed
+
     def add(self, documents: Iterable[Document], chunks: Iterable[Chunk]) -> None:
         chunks = list(chunks)
         counts: dict[str, int] = {}

@@ -38,6 +38,7 @@ from index.generations import PointerWatch, generation_name
 from index.generations import clean_leftovers_if_idle as clean_leftovers
 from index.generations import file_lock as write_lock
 from index.manifest import Manifest
+from index.store import SCHEMA_VERSION
 from index.testhooks import pause_point
 from rag.config import Settings
 from rag.embed.embedding import Embedder
@@ -143,6 +144,8 @@ def build_index(
     started = time.perf_counter()
     base_hashes = base.store.document_hashes() if base is not None else {}
     can_reuse = reusable(base, settings, embedder)
+    if not replace_all and can_reuse and base is not None and base.store.version == SCHEMA_VERSION:
+        return _update(settings, embedder, base, base_hashes, documents, delete_ids, recorded)
     if not replace_all:
         documents = list(documents)
         stream: Iterable[Document] = _with_base(documents, base, delete_ids)
@@ -280,6 +283,83 @@ def build_index(
     return index, report
 
 
+def _update(
+    settings: Settings,
+    embedder: Embedder,
+    base: Index,
+    base_hashes: dict[str, str],
+    documents: Iterable[Document],
+    delete_ids: Sequence[str],
+    source: str | None,
+) -> tuple[Index, BuildReport]:
+    """Add, replace and delete documents of `base` (built with these settings and model):
+    its chunk store is copied and only the documents that change are written, its vectors
+    are copied and only new chunks embedded."""
+    started = time.perf_counter()
+    incoming = {d.id: d for d in documents}  # the last one given wins, as in a folder
+    deleted = set(delete_ids)
+    new_docs = [
+        d for i, d in incoming.items() if i not in deleted and base_hashes.get(i) != d.content_hash
+    ]
+    gone = sorted(
+        {i for i in deleted if i in base_hashes} | {d.id for d in new_docs} & set(base_hashes)
+    )
+    hashes = {i: h for i, h in base_hashes.items() if i not in deleted}
+    hashes.update((d.id, d.content_hash) for d in new_docs)
+    final_hash = content_hash(*sorted(f"{i}:{h}" for i, h in hashes.items()))
+    if not new_docs and not gone:
+        return base, _up_to_date(settings, base, started)
+    added = sum(1 for d in new_docs if d.id not in base_hashes)
+    with IndexWriter(
+        settings.index_path,
+        model=embedder.name,
+        dimension=embedder.dimension,
+        tokenizer=settings.tokenizer,
+        chunking=chunking_settings(settings),
+        store=store_config(settings, base.manifest),
+        keep=settings.keep_generations,
+        base=base,
+    ) as writer:
+        writer.remove_documents(gone)
+        skipped = writer.keep_base_vectors(settings.ingest_batch_chunks)
+        chunks = [c for d in new_docs for c in _chunks(d, settings)]
+        writer.add_documents(new_docs, chunks)
+        present = writer.present(chunks)
+        todo = [c for c in chunks if c.vector_id not in present]
+        by_id = {d.id: d for d in new_docs}
+        for start in range(0, len(todo), settings.ingest_batch_chunks):
+            batch = todo[start : start + settings.ingest_batch_chunks]
+            pause_point("embedding")
+            writer.add_vectors(entries_for(batch, by_id), embedder.encode([c.text for c in batch]))
+        skipped += len(present)
+        logger.info(
+            "updated the index: %d documents new, %d changed, %d removed; embedded %d chunks, "
+            "%d were already written",
+            added,
+            len(new_docs) - added,
+            len(gone) - (len(new_docs) - added),
+            len(todo),
+            skipped,
+        )
+        index = writer.commit(
+            corpus_hash=final_hash, build_seconds=time.perf_counter() - started, source=source
+        )
+    report = BuildReport(
+        path=str(settings.index_path),
+        generation=index.generation,
+        n_documents=index.manifest.n_documents,
+        n_chunks=index.manifest.n_chunks,
+        added=added,
+        changed=len(new_docs) - added,
+        unchanged=len(base_hashes) - len(gone),
+        removed=len(gone) - (len(new_docs) - added),
+        embedded_chunks=len(todo),
+        seconds=round(time.perf_counter() - started, 3),
+        size_bytes=directory_size(index.path),
+    )
+    return index, report
+
+
 def _write_unchanged(
     writer: IndexWriter, base: Index, documents: list[Document], batch_chunks: int
 ) -> int:
@@ -330,16 +410,7 @@ def _batches(
             batch.kept.extend(base.store.chunks_of(doc.id))
             batch.unchanged += 1
         else:
-            batch.new.extend(
-                chunk_text(
-                    doc.id,
-                    doc.text,
-                    max_tokens=settings.chunk_tokens,
-                    overlap=settings.chunk_overlap,
-                    encoding=settings.tokenizer,
-                    pages=doc.pages,
-                )
-            )
+            batch.new.extend(_chunks(doc, settings))
             if old_hash is None:
                 batch.added += 1
             else:
@@ -350,6 +421,17 @@ def _batches(
             batch = _Batch([], [], [])
     if batch.documents:
         yield batch
+
+
+def _chunks(doc: Document, settings: Settings) -> list[Chunk]:
+    return chunk_text(
+        doc.id,
+        doc.text,
+        max_tokens=settings.chunk_tokens,
+        overlap=settings.chunk_overlap,
+        encoding=settings.tokenizer,
+        pages=doc.pages,
+    )
 
 
 def _unique(documents: Iterable[Document]) -> Iterator[Document]:

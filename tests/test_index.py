@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import Index, IndexCorrupt, IndexMismatch, IndexNotFound
+from index import Index, IndexCorrupt, IndexMismatch, IndexNotFound, UnknownDocument
 from index.generations import PointerWatch, current, list_generations
 from rag.engine import Engine
 from rag.indexing import build_index
@@ -289,8 +289,16 @@ def test_bm25_reuses_saved_terms_and_scores_as_a_fresh_build(tmp_path, caplog):
     first = LexicalIndex.build(texts, [10, 11, 12])
     first.save(tmp_path / "a")
     known = LexicalIndex.saved_terms(tmp_path / "a")
-    assert set(known) == {text_hash(t) for t in texts}
-    assert known[text_hash(texts[0])] == ["uzbekistan", "export", "molybdenum", "tungsten"]
+    assert known is not None
+    spans = known.spans()
+    assert set(spans) == {text_hash(t) for t in texts}
+    start, end = spans[text_hash(texts[0])]
+    assert [known.vocab[i] for i in known.ids[start:end]] == [
+        "uzbekistan",
+        "export",
+        "molybdenum",
+        "tungsten",
+    ]
     changed = [texts[0], "Kazakhstan mines lithium and tungsten.", texts[2]]
     with caplog.at_level(logging.INFO, logger="index.lexical"):
         reused = LexicalIndex.build(changed, [10, 13, 12], known)
@@ -299,6 +307,9 @@ def test_bm25_reuses_saved_terms_and_scores_as_a_fresh_build(tmp_path, caplog):
     for query in ("tungsten", "lithium mines", "molybdenum exports"):
         assert np.array_equal(reused.scores(query), fresh.scores(query)), query
     assert reused.scores("tungsten")[1] > 0 and reused.scores("chirchik").sum() == 0
+    # the terms only the replaced text held are gone from the index, not kept at df 0
+    assert "chirchik" not in reused.document_frequencies()
+    assert reused.document_frequencies() == fresh.document_frequencies()
 
 
 def test_saved_terms_that_do_not_add_up_are_ignored(tmp_path):
@@ -306,8 +317,8 @@ def test_saved_terms_that_do_not_add_up_are_ignored(tmp_path):
 
     LexicalIndex.build(["tungsten prices", "lithium output"], [1, 2]).save(tmp_path)
     np.save(tmp_path / TEXT_HASHES, np.zeros(5, dtype=np.uint64))  # more hashes than chunks
-    assert LexicalIndex.saved_terms(tmp_path) == {}
-    assert LexicalIndex.saved_terms(tmp_path / "missing") == {}
+    assert LexicalIndex.saved_terms(tmp_path) is None
+    assert LexicalIndex.saved_terms(tmp_path / "missing") is None
 
 
 def test_an_upsert_analyses_only_the_new_document_for_bm25(
@@ -331,3 +342,54 @@ def test_an_upsert_analyses_only_the_new_document_for_bm25(
     )
     scratch, _ = build_index(fresh_settings2, embedder, bundled_documents[:4])
     assert engine.index.lexical.search(CHIRCHIK, 10) == scratch.lexical.search(CHIRCHIK, 10)
+
+
+def test_an_update_writes_only_what_changes_and_equals_a_build_from_scratch(
+    fresh_settings, embedder, bundled_documents, caplog
+):
+    """Upsert one document, replace another and delete a third through the update path
+    (the base's chunk store copied, its vectors kept): the new generation holds what a
+    build from scratch of the same documents holds, and embedded only the new chunks."""
+    import dataclasses
+    import logging
+
+    from rag.writer import Writer
+
+    build_index(fresh_settings, embedder, bundled_documents[:3])
+    engine = Engine.load(fresh_settings, embedder=embedder)
+    base = engine.index
+    kept, replaced, deleted = bundled_documents[0], bundled_documents[1], bundled_documents[2]
+    kept_vectors = base.vectors_for(base.store.chunks_of(kept.id))
+    writer = Writer(engine)
+    edited = dataclasses.replace(replaced, text=replaced.text + "\n\nA closing line on tungsten.")
+    with caplog.at_level(logging.INFO, logger="rag.indexing"):
+        report = writer.upsert([bundled_documents[3], edited])
+    assert "updated the index: 1 documents new, 1 changed, 0 removed" in caplog.text
+    new_chunks = len(engine.index.store.chunks_of(bundled_documents[3].id)) + len(
+        engine.index.store.chunks_of(replaced.id)
+    )
+    assert (report.added, report.changed, report.unchanged) == (1, 1, 2)
+    assert report.embedded_chunks == new_chunks
+    writer.delete(deleted.id)
+    updated = engine.index
+    assert updated.generation == base.generation + 2
+
+    scratch_settings = fresh_settings.model_copy(
+        update={"index_path": fresh_settings.index_path.parent / "scratch-update"}
+    )
+    scratch, _ = build_index(scratch_settings, embedder, [kept, edited, bundled_documents[3]])
+    assert updated.manifest.corpus_hash == scratch.manifest.corpus_hash
+    assert updated.manifest.n_chunks == scratch.manifest.n_chunks
+    assert sorted(s.id for s in updated.store.summaries()) == sorted(
+        s.id for s in scratch.store.summaries()
+    )
+    for doc in (kept, edited, bundled_documents[3]):
+        assert updated.store.get_document(doc.id).text == doc.text
+        assert updated.store.chunks_of(doc.id) == scratch.store.chunks_of(doc.id)
+    with pytest.raises(UnknownDocument):
+        updated.store.get_document(deleted.id)
+    # the kept document's vectors are the base's, bit for bit; the deleted one's are gone
+    assert np.array_equal(updated.vectors_for(updated.store.chunks_of(kept.id)), kept_vectors)
+    assert updated.vectors.count() == updated.manifest.n_chunks
+    for query in (CHIRCHIK, "tungsten closing line"):
+        assert updated.lexical.search(query, 10) == scratch.lexical.search(query, 10), query
