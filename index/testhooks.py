@@ -7,8 +7,8 @@ Only tests set these; unset (always, in use), `pause_point` is one environment l
 
 On reaching the point the process creates the marker and sleeps (a minute at most, then
 goes on), so the test, waiting for the marker, can send SIGKILL at a known moment without
-mocking anything (tests/test_crash.py: `rag index` killed while embedding, while writing its
-store, and just before the pointer swap).
+mocking anything (tests/integration/ops/test_crash.py: `rag index` killed while embedding,
+while writing its store, and just before the pointer swap).
 """
 
 from __future__ import annotations

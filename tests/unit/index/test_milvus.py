@@ -28,7 +28,7 @@ from rag.evaluation.data import load_bundled
 from rag.indexing import build_index
 from rag.writer import Writer
 from tests.conftest import CHIRCHIK, UZBEK_DOC, milvus_test_settings
-from tests.test_ops import free_port
+from tests.servers import free_port
 
 BUNDLED_EVAL = PROJECT_ROOT / "eval" / "bundled.jsonl"
 
@@ -174,7 +174,7 @@ def test_updates_through_the_engine_stay_on_milvus(
 def test_rag_index_and_serve_on_milvus_cite_like_faiss(engine, tmp_path):
     """The issue's commands, run as a user would: `rag index --store milvus --milvus-uri
     ./milvus.db`, then `rag serve --store milvus ...`, then POST /ask."""
-    from tests.test_api import _start, _wait
+    from tests.servers import start_api, wait_until
 
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_ROOT)}
     built = subprocess.run(
@@ -188,14 +188,14 @@ def test_rag_index_and_serve_on_milvus_cite_like_faiss(engine, tmp_path):
     )
     assert built.returncode == 0, built.stderr
     assert json.loads(built.stdout)["n_chunks"] == 28
-    server = _start(
+    server = start_api(
         tmp_path,
         "milvus",
         serve_args=["--store", "milvus", "--milvus-uri", str(tmp_path / "milvus.db")]
         + ["--index", str(tmp_path / "index")],
     )
     try:
-        _wait(server, "/ready")
+        wait_until(server, "/ready")
         answer = httpx.post(server.url + "/ask", json={"question": CHIRCHIK}, timeout=60).json()
     finally:
         server.process.terminate()

@@ -29,7 +29,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.test_ops import Server, start_server, wait_until
+from tests.servers import Server, start_server, wait_until
 
 WRITE_KEY = "fuzz-write-key"
 READ_KEY = "fuzz-read-key"

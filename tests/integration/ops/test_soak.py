@@ -1,5 +1,6 @@
 """The soak script's judgement (eval/soak.py): arrivals, buckets, percentiles, descriptor
-floors and pass/fail. tests/test_soak_run.py runs the script itself against a real server."""
+floors and pass/fail. test_soak_run.py, next to this file, runs the script itself against a
+real server."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from rag.evaluation.diff import load_report
 from rag.evaluation.report import EvalReport
 from rag.evaluation.runner import boundary_rows
 from rag.text.chunking import chunk_text
-from tests.test_api import _start, _wait
+from tests.servers import start_api, wait_until
 
 SENTENCES = [
     "The Aral basin project opened a new pumping station near the old harbour.",
@@ -152,9 +152,9 @@ def test_url_against_a_real_server_matches_the_in_process_run(
     embedder, engine, bundled_settings, small_file, tmp_path
 ):
     shutil.copytree(bundled_settings.index_path, tmp_path / "index")
-    server = _start(tmp_path, "eval", serve_args=["--index", str(tmp_path / "index")])
+    server = start_api(tmp_path, "eval", serve_args=["--index", str(tmp_path / "index")])
     try:
-        _wait(server, "/ready")
+        wait_until(server, "/ready")
         code, stdout, stderr = rag_eval(embedder, "--url", server.url, small_file, "--json")
     finally:
         server.process.terminate()

@@ -20,7 +20,7 @@ import pytest
 
 from rag.config import Settings
 from rag.ingest.documents import load_corpus
-from tests.test_ops import Server, start_server, wait_until
+from tests.servers import Server, start_server, wait_until
 
 WRITE_KEY = "roots-write-key"
 AUTH = {"Authorization": f"Bearer {WRITE_KEY}"}

@@ -14,9 +14,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,8 +25,8 @@ from fastapi import Request
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.ratelimit import TokenBuckets
-from rag.config import PROJECT_ROOT
 from tests.conftest import CHIRCHIK, UZBEK_DOC
+from tests.servers import Server, start_server, wait_until
 
 BURST = 20
 PER_MINUTE = 60  # one token a second: Retry-After is 1 s
@@ -37,64 +34,6 @@ TIMEOUT = 0.3
 SLOW = 2.0
 WRITE_KEY = "sk-write-" + secrets.token_hex(16)
 READ_KEY = "sk-read-" + secrets.token_hex(16)
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen
-    log: Path
-
-    def client(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60, **kwargs)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(
-    log: Path, *, app: str = "api.main:create_app", log_level: str = "warning", **env: str
-) -> Server:
-    """uvicorn on a free loopback port, stdout and stderr captured in `log`."""
-    port = free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    environ.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **env)
-    command = [sys.executable, "-m", "uvicorn", app, "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", log_level]
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT
-        )
-    return Server(f"http://127.0.0.1:{port}", process, log)
-
-
-def wait_until(server: Server, path: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"server exited with {server.process.returncode}:\n{server.output()}")
-        try:
-            if httpx.get(server.url + path, timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"{server.url}{path} not 200 after {timeout}s:\n{server.output()[-5000:]}")
 
 
 def wait_for_log(server: Server, text: str, timeout: float = 5) -> str:
@@ -151,7 +90,7 @@ def servers(bundled_settings, tmp_path_factory) -> Iterator[Servers]:
     )
     slow = start_server(
         tmp / "slow.log",
-        app="tests.test_ops:slow_app",
+        app="tests.integration.ops.test_ops:slow_app",
         RAG_INDEX_PATH=str(tmp / "no-index-here"),
         RAG_REQUEST_TIMEOUT_SECONDS=str(TIMEOUT),
         RAG_TEST_MARKERS=str(tmp),

@@ -15,7 +15,7 @@ from index.analysis import analyze
 from rag.cli import main
 from rag.search.explain import competition_ranks, diagnose
 from tests.conftest import CHIRCHIK, UZBEK_DOC
-from tests.test_api import _start, _wait
+from tests.servers import start_api, wait_until
 
 # Ranked 4th for CHIRCHIK in hybrid mode: retrieved at k 5, missed at k 3.
 YOON_DOC = "004_a42af59a74583b78"
@@ -103,9 +103,9 @@ def test_cli_explain(embedder, bundled_settings):
 def server(bundled_settings, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("explain-api")
     shutil.copytree(bundled_settings.index_path, tmp / "index")
-    s = _start(tmp, "explain", RAG_INDEX_PATH=str(tmp / "index"))
+    s = start_api(tmp, "explain", RAG_INDEX_PATH=str(tmp / "index"))
     try:
-        _wait(s, "/ready")
+        wait_until(s, "/ready")
         yield s
     finally:
         s.process.terminate()
