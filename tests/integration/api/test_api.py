@@ -567,21 +567,30 @@ def test_ask_and_search_bodies_are_their_documented_models(api):
     assert len(SearchResponse.model_validate_json(r.content).passages) == 2
 
 
-def _bench_module():
+def _bench_load():
+    """eval/benchmarks/load.py, the benchmark's load generator (eval/ is not a package on
+    sys.path: the package is registered by hand, so its relative imports resolve)."""
+    import importlib
     import importlib.util
+    import sys
 
-    spec = importlib.util.spec_from_file_location("bench", PROJECT_ROOT / "eval" / "bench.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    if "benchmarks" not in sys.modules:
+        package = PROJECT_ROOT / "eval" / "benchmarks"
+        spec = importlib.util.spec_from_file_location(
+            "benchmarks", package / "__init__.py", submodule_search_locations=[str(package)]
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["benchmarks"] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module("benchmarks.load")
 
 
 def test_the_benchmark_load_generator_reads_what_httpx_reads(servers):
-    bench = _bench_module()
+    load = _bench_load()
 
     async def exchange() -> list[tuple[int, bytes]]:
-        client = bench.HttpClient(servers.api.url)
+        client = load.HttpClient(servers.api.url)
         try:
             out = [await client.post_json("/ask", {"question": CHIRCHIK})]
             assert len(client.idle) == 1  # kept alive and reused
@@ -595,7 +604,7 @@ def test_the_benchmark_load_generator_reads_what_httpx_reads(servers):
         finally:
             client.close()
 
-    (ok, ok_body), (bad, bad_body), (found, found_body) = bench.run_async(exchange())
+    (ok, ok_body), (bad, bad_body), (found, found_body) = load.run_async(exchange())
     with servers.api.client() as reference:
         expected = reference.post("/ask", json={"question": CHIRCHIK}).json()
         expected_search = reference.post("/search", json={"query": "rare metals", "k": 2}).json()
@@ -610,16 +619,16 @@ def test_the_benchmark_load_generator_reads_what_httpx_reads(servers):
 
 
 def test_the_benchmark_fixed_rate_load_counts_every_request_and_cpu(servers):
-    bench = _bench_module()
+    load = _bench_load()
     questions = [CHIRCHIK, "What did Yoon sign in Kazakhstan?"]
     pid = servers.api.process.pid
-    r = bench.run_async(bench.fixed_rate(servers.api.url, questions, 20.0, 1.0, 4, [0], pid))
+    r = load.run_async(load.fixed_rate(servers.api.url, questions, 20.0, 1.0, 4, [0], pid))
     assert r["scheduled"] == 20 and r["completed"] == 20 and r["errors"] == 0
     assert r["client_cpu_ms_per_request"] > 0 and 0 < r["client_cpu_share"] < 1
     assert r["server_cpu_ms_per_request"] > 0 and 0 < r["server_cpu_share"] <= 1
     # a server that is gone: every request is an error, none hangs
     dead = f"http://127.0.0.1:{free_port()}"
-    r = bench.run_async(bench.fixed_rate(dead, questions, 20.0, 0.5, 2, [0]))
+    r = load.run_async(load.fixed_rate(dead, questions, 20.0, 0.5, 2, [0]))
     assert r["completed"] == 0 and r["errors"] == r["scheduled"] == 10
     assert r["server_cpu_ms_per_request"] is None
 

@@ -14,7 +14,8 @@ N, N_QUERIES, DIM, K = 20_000, 200, 384, 10
 
 
 def synthetic(n: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
-    """The generator of eval/bench.py: 1,000 Gaussian clusters in 64-d, projected and noised."""
+    """The generator of eval/benchmarks/vectors.py (eval/bench.py): 1,000 Gaussian clusters in
+    64-d, projected and noised."""
     rng = np.random.default_rng(seed)
     latent, clusters = 64, 1000
     centers = rng.standard_normal((clusters, latent), dtype=np.float32)
