@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from index import Document
+from index import Chunk, Document
 from rag.config import Settings
 from rag.engine import Engine
 from rag.indexing import build_index
-from rag.models import Filters
+from rag.models import Filters, Passage
 from rag.search.retrieval import MODES, Vocabulary, corrected_query, rank_chunks
 
 DOCS = [
@@ -67,17 +67,21 @@ def ranked(engine: Engine, question: str, k: int = ALL, **kwargs):
     return rank_chunks(engine.index, question, vector, k, **kwargs)
 
 
+def chunk_of(engine: Engine, passage: Passage) -> Chunk:
+    return engine.index.store.get_chunk(passage.chunk_id)
+
+
 def docs(results) -> list[str]:
-    return [r.chunk.doc_id for r in results]
+    return [r.doc_id for r in results]
 
 
 def test_a_word_dense_search_misses_is_found_by_bm25_and_ranked_first_by_the_hybrid(tiny):
     # "Tuesday" is in the bridge article only; to the dense model the word says little
     dense = ranked(tiny, "Tuesday", mode="dense")
-    assert docs(dense).index("bridge") >= 3, [(r.chunk.doc_id, r.score) for r in dense]
+    assert docs(dense).index("bridge") >= 3, [(r.doc_id, r.score) for r in dense]
     assert docs(ranked(tiny, "Tuesday", mode="bm25")) == ["bridge"]  # the one sharing a term
     [first] = ranked(tiny, "Tuesday", k=1, mode="hybrid")
-    assert first.chunk.doc_id == "bridge"
+    assert first.doc_id == "bridge"
     assert (first.dense_rank, first.bm25_rank) == (docs(dense).index("bridge") + 1, 1)
 
 
@@ -90,14 +94,14 @@ def test_a_candidate_from_one_list_is_scored_exactly_on_the_other(tiny):
     assert docs(ranked(tiny, "Tuesday", k=1, mode="bm25")) == ["bridge"]
 
     [dense_side] = ranked(tiny, "Tuesday", k=1, depth=1, dense_weight=0.6)
-    assert dense_side.chunk.doc_id == "permit"
+    assert dense_side.doc_id == "permit"
     assert dense_side.score == pytest.approx(0.6)  # best of two on dense, worst on BM25
     assert dense_side.bm25_score == 0.0 and (dense_side.dense_rank, dense_side.bm25_rank) == (1, 2)
 
     [lexical_side] = ranked(tiny, "Tuesday", k=1, depth=1, dense_weight=0.4)
-    assert lexical_side.chunk.doc_id == "bridge"
+    assert lexical_side.doc_id == "bridge"
     assert lexical_side.score == pytest.approx(0.6)
-    exact = float(tiny.index.vectors_for([lexical_side.chunk])[0] @ vector)
+    exact = float(tiny.index.vectors_for([chunk_of(tiny, lexical_side)])[0] @ vector)
     assert exact != 0.0 and lexical_side.dense_score == pytest.approx(exact, abs=1e-6)
     assert (lexical_side.dense_rank, lexical_side.bm25_rank) == (2, 1)
 
@@ -109,9 +113,9 @@ def test_every_candidate_carries_both_exact_scores_and_its_rank_by_each(tiny, qu
     assert sorted(docs(results)) == sorted(d.id for d in DOCS)  # depth 50: every chunk
     lexical = {h.chunk.id: h.score for h in tiny.index.search_lexical(question, ALL)}
     for r in results:
-        exact = float(tiny.index.vectors_for([r.chunk])[0] @ vector)
-        assert r.dense_score == pytest.approx(exact, abs=1e-6), r.chunk.id
-        assert r.bm25_score == pytest.approx(lexical.get(r.chunk.id, 0.0)), r.chunk.id
+        exact = float(tiny.index.vectors_for([chunk_of(tiny, r)])[0] @ vector)
+        assert r.dense_score == pytest.approx(exact, abs=1e-6), r.chunk_id
+        assert r.bm25_score == pytest.approx(lexical.get(r.chunk_id, 0.0)), r.chunk_id
     for rank, score in (("dense_rank", "dense_score"), ("bm25_rank", "bm25_score")):
         by_rank = sorted(results, key=lambda r, rank=rank: getattr(r, rank))
         assert [getattr(r, rank) for r in by_rank] == list(range(1, ALL + 1)), rank
@@ -133,7 +137,7 @@ def test_k_cuts_one_ranking_best_first(tiny, mode):
             assert r.score == r.bm25_score > 0
     for k in range(1, ALL + 1):
         got = ranked(tiny, question, k=k, mode=mode)
-        assert [r.chunk.id for r in got] == [r.chunk.id for r in longest[:k]], k
+        assert [r.chunk_id for r in got] == [r.chunk_id for r in longest[:k]], k
 
 
 def test_hybrid_weights_move_the_ranking_between_the_signals(tiny):
@@ -148,7 +152,8 @@ def test_hybrid_weights_move_the_ranking_between_the_signals(tiny):
     # reciprocal rank fusion: the reported ranks are the ones it fused
     rrf = ranked(tiny, question, fusion="rrf", dense_weight=0.5)
     for r in rrf:
-        assert r.score == pytest.approx(0.5 / (60 + r.dense_rank) + 0.5 / (60 + r.bm25_rank))
+        expected = 0.5 / (60 + r.dense_rank) + 0.5 / (60 + r.bm25_rank)
+        assert r.score == pytest.approx(expected, abs=1e-6)  # passages round to 6 places
     assert [r.score for r in rrf] == sorted((r.score for r in rrf), reverse=True)
 
 
@@ -174,9 +179,9 @@ def test_a_filter_keeps_the_unfiltered_order_of_what_it_allows(tiny, mode):
     everything = ranked(tiny, question, mode=mode)
     allowed = tiny.index.store.vector_ids_where(doc_ids=["permit", "bridge", "reservoir"])
     filtered = ranked(tiny, question, mode=mode, allowed_ids=allowed)
-    kept = [r for r in everything if r.chunk.vector_id in set(allowed)]
-    assert [r.chunk.id for r in filtered] == [r.chunk.id for r in kept]
-    assert [r.score for r in filtered] == pytest.approx([r.score for r in kept])
+    kept = [r for r in everything if chunk_of(tiny, r).vector_id in set(allowed)]
+    assert [r.chunk_id for r in filtered] == [r.chunk_id for r in kept]
+    assert [r.score for r in filtered] == pytest.approx([r.score for r in kept], abs=2e-6)
     assert len(filtered) == {"dense": 3, "bm25": 2}[mode]  # BM25: only these share a term
     assert ranked(tiny, question, mode=mode, allowed_ids=[]) == []
 
