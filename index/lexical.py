@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bm25s
 import numpy as np
@@ -39,6 +41,7 @@ def text_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
+K1, B = 1.2, 0.75  # bm25s's method "lucene" with these
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
@@ -58,6 +61,44 @@ class Terms:
         """Each text hash's (start, end) in `ids`."""
         bounds = self.indptr.tolist()
         return {h: (bounds[i], bounds[i + 1]) for i, h in enumerate(self.hashes.tolist())}
+
+
+def bm25_scores(terms: Terms, k1: float = 1.2, b: float = 0.75) -> dict[str, Any]:
+    """bm25s's score matrix (method and idf "lucene", float32, CSC by term) for the texts of
+    `terms`, in one vectorised pass: bm25s builds it looping over the texts in Python, a
+    third of an upsert's time on 18k chunks. Every operation is the one bm25s does, in the
+    same order and precision, so the scores are equal bit for bit (tests compare)."""
+    n_docs, n_vocab = len(terms.indptr) - 1, len(terms.vocab)
+    lengths = np.diff(terms.indptr)
+    docs = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    pairs, counts = np.unique(docs * n_vocab + terms.ids, return_counts=True)
+    rows, cols = (pairs // n_vocab).astype(np.int32), (pairs % n_vocab).astype(np.int32)
+    df = np.bincount(cols, minlength=n_vocab)
+    # bm25s: math.log per term, stored as float32 (np.log may differ in the last bit)
+    idf = np.array(
+        [math.log(1 + (n_docs - d + 0.5) / (d + 0.5)) if d else 0.0 for d in df.tolist()],
+        dtype=np.float32,
+    )
+    tf = counts.astype(np.float32)
+    tfc = tf / (k1 * ((1 - b) + b * lengths[rows] / lengths.mean()) + tf)
+    scores = (idf[cols] * tfc).astype(np.float32)
+    indptr = np.zeros(n_vocab + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cols, minlength=n_vocab), out=indptr[1:])
+    order = np.argsort((cols.astype(np.int64) << 32) | rows.astype(np.int64))
+    return {"data": scores[order], "indices": rows[order], "indptr": indptr, "num_docs": n_docs}
+
+
+class _CountedBM25(bm25s.BM25):
+    """bm25s, its score matrix made by `bm25_scores` from the term ids of `terms`."""
+
+    def __init__(self, terms: Terms, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.terms = terms
+
+    def build_index_from_ids(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        assert self.method == "lucene" and self.idf_method == "lucene", "bm25_scores' variant"
+        self.nonoccurrence_array = None  # as bm25s sets it for "lucene"
+        return bm25_scores(self.terms, self.k1, self.b)
 
 
 class LexicalIndex:
@@ -112,9 +153,8 @@ class LexicalIndex:
             vocab=[words[u] for u in used.tolist()],
             hashes=np.asarray(hashes, dtype=np.uint64),
         )
-        corpus = [part.tolist() for part in np.split(terms.ids, terms.indptr[1:-1])]
-        retriever = bm25s.BM25(k1=1.2, b=0.75)
-        retriever.index((corpus, {w: i for i, w in enumerate(terms.vocab)}), show_progress=False)
+        retriever = _CountedBM25(terms, k1=K1, b=B)
+        retriever.index(([], {w: i for i, w in enumerate(terms.vocab)}), show_progress=False)
         return cls(retriever, ids, terms)
 
     def save(self, directory: Path) -> list[Path]:
