@@ -44,6 +44,8 @@ def fuse(
     rrf_k: int = 60,
 ) -> np.ndarray:
     """Fused scores of candidates given their dense and BM25 scores."""
+    if method not in FUSIONS:
+        raise ValueError(f"unknown fusion {method!r}: use one of {FUSIONS}")
     if len(dense) == 0:
         return np.zeros(0, dtype=np.float32)
     if method == "rrf":

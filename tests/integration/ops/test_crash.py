@@ -16,7 +16,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -39,17 +38,12 @@ from index.testhooks import PAUSE_AT, PAUSE_MARKER, POINTS
 from rag.config import BUNDLED_CORPUS, PROJECT_ROOT, Settings
 from rag.indexing import build_index
 from tests.conftest import CHIRCHIK, UZBEK_DOC
+from tests.servers import free_port
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
 KEY = "crash-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -64,7 +58,7 @@ class ForkedServer:
     starts: list[float] = field(default_factory=list)  # seconds from fork to /ready
 
     def start(self, timeout: float = 60) -> None:
-        port = _free_port()
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         started = time.monotonic()
         pid = os.fork()

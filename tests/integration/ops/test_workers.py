@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rag.config import PROJECT_ROOT
 from tests.conftest import CHIRCHIK
+from tests.servers import free_port
 
 BURST = 10
 PER_MINUTE = 1  # no token comes back during the test
@@ -53,12 +53,6 @@ class MultiServer:
         }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(c) for c in path.read_text().split()] if path.exists() else []
@@ -68,7 +62,7 @@ def _children(pid: int) -> list[int]:
 def server(bundled_settings, tmp_path_factory) -> Iterator[MultiServer]:
     tmp = tmp_path_factory.mktemp("workers")
     shutil.copytree(bundled_settings.index_path, tmp / "index")
-    port = _free_port()
+    port = free_port()
     environ = {
         k: v
         for k, v in os.environ.items()
@@ -205,7 +199,7 @@ def test_rag_serve_removes_its_run_folder(bundled_settings, tmp_path):
         if not k.startswith("RAG_") and k != "PROMETHEUS_MULTIPROC_DIR"
     }
     environ.update(HF_HUB_OFFLINE="1", RAG_INDEX_PATH=str(tmp_path / "no-index"))
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "rag.cli", "serve", "--host", "127.0.0.1", "--port"]
     command += [str(port), "--workers", "2", "--allow-empty"]
     with (tmp_path / "serve.log").open("w") as out:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from index import Document
 from rag.config import PROJECT_ROOT, Settings
 from tests.conftest import CHIRCHIK, UZBEK_DOC
 from tests.making import QUARRY_QUESTION, quarry_pdf
+from tests.servers import free_port
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -92,12 +92,6 @@ def browser() -> Iterator:
             browser.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, embedder, bundled_settings) -> Iterator[str]:
     """`rag serve` on a copy of the bundled corpus's index, plus the hostile document.
@@ -112,7 +106,7 @@ def server(tmp_path_factory, embedder, bundled_settings) -> Iterator[str]:
     shutil.copytree(bundled_settings.index_path, settings.index_path)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     environ.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "rag.cli", "serve", "--index", str(settings.index_path)]
     log = tmp / "serve.log"
     with log.open("w") as out:

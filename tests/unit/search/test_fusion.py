@@ -91,6 +91,8 @@ def test_no_candidates_and_unknown_fusions():
         assert fuse(np.zeros(0), np.zeros(0), method=method).shape == (0,)
     with pytest.raises(ValueError, match="unknown fusion 'max'"):
         fuse(DENSE, BM25, method="max")
+    with pytest.raises(ValueError, match="unknown fusion 'max'"):  # with no candidates too
+        fuse(np.zeros(0), np.zeros(0), method="max")
 
 
 signal = st.floats(min_value=-1.0, max_value=30.0, allow_nan=False)
