@@ -7,7 +7,7 @@ import logging
 import platform
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,16 @@ import faiss
 import numpy as np
 
 from index import generations
-from index.backends import BACKENDS, Builder, ChunkFilter, Entry, StoreConfig, VectorStore, backend
+from index.backends import (
+    BACKENDS,
+    Builder,
+    ChunkFilter,
+    Entry,
+    Resolver,
+    StoreConfig,
+    VectorStore,
+    backend,
+)
 from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
 from index.lexical import LexicalIndex
 from index.manifest import (
@@ -272,7 +281,7 @@ class Index:
         self.vectors.close()
 
 
-def resolver(store: ChunkStore) -> Callable[[ChunkFilter], list[int]]:
+def resolver(store: ChunkStore) -> Resolver:
     """Metadata filters resolved to vector ids by the chunk store (for a backend that keeps
     no metadata itself)."""
 
@@ -439,8 +448,9 @@ class IndexWriter:
         index_type, index_params = description.index_type, description.index_params
         pause_point("store")
         ids, texts = sqlite.texts()
-        live = generations.current(self.root)  # the base of an update, as a rule
-        known = LexicalIndex.saved_terms(live / LEXICAL_DIR) if live is not None else None
+        # terms analysed before: the base's of an update, else the live generation's
+        reuse = self.base.path if self.base is not None else generations.current(self.root)
+        known = LexicalIndex.saved_terms(reuse / LEXICAL_DIR) if reuse is not None else None
         LexicalIndex.build(texts, ids, known).save(tmp / LEXICAL_DIR)
         del ids, texts, known
         sqlite.close()

@@ -179,17 +179,7 @@ def build_index(
         def open_writer() -> tuple[IndexWriter, int]:
             """The new generation's writer, with the held-back documents written; and how
             many of their chunks an interrupted write of it already held."""
-            opened = stack.enter_context(
-                IndexWriter(
-                    settings.index_path,
-                    model=embedder.name,
-                    dimension=embedder.dimension,
-                    tokenizer=settings.tokenizer,
-                    chunking=chunking_settings(settings),
-                    store=config,
-                    keep=settings.keep_generations,
-                )
-            )
+            opened = stack.enter_context(_index_writer(settings, embedder, config))
             if pending:
                 assert base is not None
                 return opened, _write_unchanged(opened, base, pending, settings.ingest_batch_chunks)
@@ -310,16 +300,7 @@ def _update(
     if not new_docs and not gone:
         return base, _up_to_date(settings, base, started)
     added = sum(1 for d in new_docs if d.id not in base_hashes)
-    with IndexWriter(
-        settings.index_path,
-        model=embedder.name,
-        dimension=embedder.dimension,
-        tokenizer=settings.tokenizer,
-        chunking=chunking_settings(settings),
-        store=store_config(settings, base.manifest),
-        keep=settings.keep_generations,
-        base=base,
-    ) as writer:
+    with _index_writer(settings, embedder, store_config(settings, base.manifest), base) as writer:
         writer.remove_documents(gone)
         skipped = writer.keep_base_vectors(settings.ingest_batch_chunks)
         chunks = [c for d in new_docs for c in _chunks(d, settings)]
@@ -421,6 +402,22 @@ def _batches(
             batch = _Batch([], [], [])
     if batch.documents:
         yield batch
+
+
+def _index_writer(
+    settings: Settings, embedder: Embedder, config: StoreConfig, base: Index | None = None
+) -> IndexWriter:
+    """The writer of the next generation at `settings.index_path` (an update of `base`)."""
+    return IndexWriter(
+        settings.index_path,
+        model=embedder.name,
+        dimension=embedder.dimension,
+        tokenizer=settings.tokenizer,
+        chunking=chunking_settings(settings),
+        store=config,
+        keep=settings.keep_generations,
+        base=base,
+    )
 
 
 def _chunks(doc: Document, settings: Settings) -> list[Chunk]:
